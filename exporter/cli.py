@@ -1,0 +1,175 @@
+"""Command line: parse flags and config, wire collectors, sampler and views.
+
+``serve`` (the default) runs the HTTP server; ``check`` prints the verdicts
+and exits 1 when one fails; ``metrics`` prints one exposition. All three
+build the same sampler and evaluate through the same renderer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NoReturn
+
+from . import DEFAULT_PORT, __version__, collectors, config as cfg, log
+from .collectors import Context, Discovery
+from .exposition import Renderer
+from .report import as_json, as_table
+from .sampler import Job, Sampler
+
+PROG = "dtr-sizing-exporter"
+COMMANDS = ("serve", "check", "metrics")
+# flag -> (Config attribute, parser, help)
+FLAGS: dict[str, tuple[str, Callable[[object], object], str]] = {
+    "--web.listen-address": ("listen_address", cfg._address, f"host:port to listen on (default :{DEFAULT_PORT})"),
+    "--web.config.file": ("web_config_file", cfg._str, "exporter-toolkit web config: TLS, basic auth, headers"),
+    "--path.procfs": ("procfs", cfg._str, "procfs mount point (default /proc)"),
+    "--path.sysfs": ("sysfs", cfg._str, "sysfs mount point (default /sys)"),
+    "--path.rootfs": ("rootfs", cfg._str, "host root filesystem mount point (default /)"),
+    "--storage.path": ("storage_path", cfg._str, "registry storage root: the directory holding docker/registry/v2"),
+    "--storage.scan-rate": ("scan_rate", lambda v: cfg._rate(float(v)), "files per second the scan may stat, 0 = no limit"),
+    "--storage.state-dir": ("state_dir", cfg._str, "directory for the growth history that survives restarts"),
+    "--storage.scan-shared": ("scan_shared", cfg._choice(*cfg.SHARED_SCAN), "scan a store shared with other replicas: auto, always, never"),
+    "--docker.host": ("docker_host", cfg._str, "Docker Engine API address (default the local socket)"),
+    "--docker.data-root": ("docker_data_root", cfg._str, "Docker's data root on the host (default /var/lib/docker)"),
+    "--dtr.url": ("dtr_url", cfg._str, "DTR base URL, e.g. https://dtr.example.com"),
+    "--dtr.username": ("dtr_username", cfg._str, "DTR user for the API (password from --dtr.password-file or DTR_PASSWORD)"),
+    "--dtr.password-file": ("dtr_password_file", cfg._str, "file holding the DTR password or token"),
+    "--dtr.ca-file": ("dtr_ca_file", cfg._str, "CA bundle that signs DTR's certificate"),
+    "--log.level": ("log_level", cfg._choice(*cfg.LOG_LEVELS), "debug, info, warn or error"),
+    "--log.format": ("log_format", cfg._choice(*cfg.LOG_FORMATS), "logfmt or json"),
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that says a bad flag in one line, with a suggestion, and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            unknown = message.split(":", 1)[1].split()[0].split("=")[0]
+            known = [o for a in self._actions for o in a.option_strings]
+            close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
+            message = f"unknown flag {unknown}" + (f" (did you mean {close[0]}?)" if close else "") + \
+                "; see --help"
+        raise UsageError(message)
+
+
+def _typed(flag: str, parser: Callable[[object], object]) -> Callable[[str], object]:
+    def convert(text: str) -> object:
+        try:
+            return parser(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    convert.__name__ = flag
+    return convert
+
+
+def build_parser() -> Parser:
+    p = Parser(prog=PROG, description="Measures a DTR / Distribution registry node against the KB sizing rules.")
+    p.add_argument("command", nargs="?", default="serve", choices=COMMANDS,
+                   help="serve (default): HTTP server; check: print verdicts; metrics: print one exposition")
+    p.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file")
+    for flag, (attr, parser, text) in FLAGS.items():
+        p.add_argument(flag, dest=attr, type=_typed(flag, parser), metavar="VALUE", help=text)
+    p.add_argument("--dtr.insecure", dest="dtr_insecure", action="store_true", default=None,
+                   help="do not verify DTR's TLS certificate (for tests only)")
+    p.add_argument("--output", choices=("table", "json"), default="table", help="check: table or json")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    for name, (on, _, _, reads) in collectors.DEFAULTS.items():
+        group = p.add_mutually_exclusive_group()
+        group.add_argument(f"--collector.{name}", dest=f"collector_{name}", action="store_true", default=None,
+                           help=f"enable the {name} collector: {reads} (default {'on' if on else 'off'})")
+        group.add_argument(f"--no-collector.{name}", dest=f"collector_{name}", action="store_false",
+                           help=argparse.SUPPRESS)
+    return p
+
+
+def load_config(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
+    """Flags over the config file over the defaults; raises UsageError or ConfigError."""
+    args = build_parser().parse_args(argv)
+    config = cfg.load_file(args.config_file) if args.config_file else cfg.Config()
+    for attr, _, _ in FLAGS.values():
+        if getattr(args, attr) is not None:
+            setattr(config, attr, getattr(args, attr))
+    if args.dtr_insecure:
+        config.dtr_insecure = True
+    for name in collectors.DEFAULTS:
+        chosen = getattr(args, f"collector_{name}")
+        if chosen is not None:
+            config.collectors[name].enabled = chosen
+    return args, config
+
+
+def build(config: cfg.Config) -> tuple[Sampler, Renderer, Context]:
+    ctx = Context(
+        procfs=Path(config.procfs), sysfs=Path(config.sysfs), rootfs=Path(config.rootfs),
+        docker_data_root=Path(config.docker_data_root), config=config,
+        discovery=Discovery(Path(config.storage_path) if config.storage_path else None),
+    )
+    jobs = {name: Job(collectors.create(name, ctx), s.interval, s.timeout)
+            for name, s in config.collectors.items() if s.enabled}
+    return Sampler(jobs), Renderer(config.thresholds_in_force()), ctx
+
+
+def sample_once(sampler: Sampler) -> None:
+    """One pass of every collector; rate-based ones get a second sample a moment later."""
+    sampler.run_all()
+    windowed = [n for n, job in sampler.jobs.items() if getattr(job.collector, "window", None) is not None]
+    if windowed:
+        time.sleep(1.0)
+        for name in windowed:
+            sampler.run(name)
+
+
+def serve(config: cfg.Config, sampler: Sampler, renderer: Renderer) -> int:
+    from . import web, webconfig
+    watcher = webconfig.Watcher(config.web_config_file) if config.web_config_file else None
+    host, port = web.split_address(config.listen_address)
+    app = web.App(sampler.snapshot, renderer, watcher)
+    server = web.Server(app, host, port, watcher.ssl_context() if watcher else None)
+    logging.getLogger(PROG).info("starting", extra={"version": __version__, "collectors": ",".join(sampler.jobs)})
+    sampler.start()
+    try:
+        web.run(server)
+    except OSError as err:
+        print(f"{PROG}: error: cannot listen on {config.listen_address}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    finally:
+        sampler.stop()
+    logging.getLogger(PROG).info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args, config = load_config(argv)
+        log.setup(config.log_level, config.log_format)
+        if args.command == "serve" and config.web_config_file:
+            from . import webconfig
+            webconfig.load(config.web_config_file)  # fail now, with exit 2, not at the first request
+        sampler, renderer, _ = build(config)
+    except (UsageError, cfg.ConfigError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(config, sampler, renderer)
+    sample_once(sampler)
+    snapshot = sampler.snapshot()
+    verdicts, text = renderer.render(snapshot)
+    if args.command == "metrics":
+        sys.stdout.write(text.decode())
+        return 0
+    if args.output == "json":
+        print(as_json(snapshot, verdicts))
+    else:
+        sys.stdout.write(as_table(snapshot, verdicts, color=sys.stdout.isatty()))
+    return 1 if any(v.state == "fail" for v in verdicts) else 0
