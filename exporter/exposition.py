@@ -55,9 +55,9 @@ def _pressure(name: str, doc: str, levels: dict[str, float]) -> CounterMetricFam
 
 
 def _cpu(c: CpuReading) -> Iterator[Metric]:
-    yield gauge("dtr_cpu_count", "CPUs this node may use: online CPUs limited by cgroup quota and cpuset.",
+    yield gauge("dtr_cpu_cores", "CPUs this node may use: online CPUs limited by cgroup quota and cpuset.",
                 c.usable_cpus)
-    yield gauge("dtr_cpu_host_count", "CPUs online on the host.", c.host_cpus)
+    yield gauge("dtr_cpu_host_cores", "CPUs online on the host.", c.host_cpus)
     modes = CounterMetricFamily("dtr_cpu_seconds", "CPU time spent in each mode, all CPUs summed.",
                                 labels=["mode"])
     for mode, seconds in c.seconds_by_mode.items():

@@ -1,6 +1,6 @@
 """CPUs: how many the host has and how many we may use, time by mode, pressure.
 
-Emits dtr_cpu_count (usable: cgroup quota and cpuset applied), dtr_cpu_host_count,
+Emits dtr_cpu_cores (usable: cgroup quota and cpuset applied), dtr_cpu_host_cores,
 dtr_cpu_seconds_total{mode}, dtr_cpu_busy_ratio, dtr_cpu_pressure_seconds_total{level}.
 """
 
