@@ -37,5 +37,8 @@ golden: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(VENV)/bin/python bench/run.py
 
+dashboards: $(VENV)/bin/python
+	$(VENV)/bin/python dashboards/generate.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from . import DEFAULT_PORT, __version__, collectors, config as cfg, log
+from . import DEFAULT_PORT, __version__, collectors, config as cfg, log, progress
 from .collectors import Context, Discovery
 from .exposition import Renderer
 from .report import as_json, as_table
@@ -34,6 +34,7 @@ FLAGS: dict[str, tuple[str, Callable[[object], object], str]] = {
     "--storage.scan-rate": ("scan_rate", lambda v: cfg._rate(float(v)), "files per second the scan may stat, 0 = no limit"),
     "--storage.state-dir": ("state_dir", cfg._str, "directory for the growth history that survives restarts"),
     "--storage.scan-shared": ("scan_shared", cfg._choice(*cfg.SHARED_SCAN), "scan a store shared with other replicas: auto, always, never"),
+    "--registry.metrics-url": ("registry_metrics_url", cfg._str, "the registry's own Prometheus endpoint (http.debug.prometheus), for its traffic"),
     "--docker.host": ("docker_host", cfg._str, "Docker Engine API address (default the local socket)"),
     "--docker.data-root": ("docker_data_root", cfg._str, "Docker's data root on the host (default /var/lib/docker)"),
     "--dtr.url": ("dtr_url", cfg._str, "DTR base URL, e.g. https://dtr.example.com"),
@@ -43,6 +44,9 @@ FLAGS: dict[str, tuple[str, Callable[[object], object], str]] = {
     "--log.level": ("log_level", cfg._choice(*cfg.LOG_LEVELS), "debug, info, warn or error"),
     "--log.format": ("log_format", cfg._choice(*cfg.LOG_FORMATS), "logfmt or json"),
 }
+
+
+DISCOVERERS = {"docker", "dtr_api"}
 
 
 class UsageError(Exception):
@@ -73,7 +77,9 @@ def _typed(flag: str, parser: Callable[[object], object]) -> Callable[[str], obj
 
 
 def build_parser() -> Parser:
-    p = Parser(prog=PROG, description="Measures a DTR / Distribution registry node against the KB sizing rules.")
+    # no abbreviations: --web.listen must not quietly mean --web.listen-address (kingpin allows none either)
+    p = Parser(prog=PROG, description="Measures a DTR / Distribution registry node against the KB sizing rules.",
+               allow_abbrev=False)
     p.add_argument("command", nargs="?", default="serve", choices=COMMANDS,
                    help="serve (default): HTTP server; check: print verdicts; metrics: print one exposition")
     p.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file")
@@ -105,6 +111,9 @@ def load_config(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
         chosen = getattr(args, f"collector_{name}")
         if chosen is not None:
             config.collectors[name].enabled = chosen
+            config.collectors_chosen.add(name)
+    if config.dtr_url and "dtr_api" not in config.collectors_chosen:
+        config.collectors["dtr_api"].enabled = True  # giving the URL is asking for the API
     return args, config
 
 
@@ -121,7 +130,10 @@ def build(config: cfg.Config) -> tuple[Sampler, Renderer, Context]:
 
 def sample_once(sampler: Sampler) -> None:
     """One pass of every collector; rate-based ones get a second sample a moment later."""
-    sampler.run_all()
+    first = [n for n in sampler.jobs if n in DISCOVERERS]  # they tell the others where the store is
+    sampler.run_all(first)
+    with progress.shown(sampler):  # a first scan of a large store takes minutes
+        sampler.run_all([n for n in sampler.jobs if n not in DISCOVERERS])
     windowed = [n for n, job in sampler.jobs.items() if getattr(job.collector, "window", None) is not None]
     if windowed:
         time.sleep(1.0)
@@ -134,7 +146,11 @@ def serve(config: cfg.Config, sampler: Sampler, renderer: Renderer) -> int:
     watcher = webconfig.Watcher(config.web_config_file) if config.web_config_file else None
     host, port = web.split_address(config.listen_address)
     app = web.App(sampler.snapshot, renderer, watcher)
-    server = web.Server(app, host, port, watcher.ssl_context() if watcher else None)
+    try:
+        server = web.Server(app, host, port, watcher.ssl_context() if watcher else None)
+    except OSError as err:  # the address is busy or not ours: one line, before anything starts
+        print(f"{PROG}: error: cannot listen on {config.listen_address}: {err.strerror or err}", file=sys.stderr)
+        return 2
     logging.getLogger(PROG).info("starting", extra={"version": __version__, "collectors": ",".join(sampler.jobs)})
     sampler.start()
     try:

@@ -55,6 +55,7 @@ class Config:
     dtr_timeout: float = 5.0
     registry_process_names: list[str] = field(default_factory=lambda: ["registry", "docker-registry"])
     registry_pids: list[int] = field(default_factory=list)
+    registry_metrics_url: str | None = None
     log_level: str = "info"
     log_format: str = "logfmt"
     collectors: dict[str, CollectorSettings] = field(default_factory=lambda: {
@@ -62,6 +63,7 @@ class Config:
         for name, (on, interval, timeout, _) in COLLECTOR_DEFAULTS.items()})
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     memory_tolerance: float = MEMORY_TOLERANCE
+    collectors_chosen: set[str] = field(default_factory=set)  # enabled/disabled by the file, not by default
 
     def thresholds_in_force(self) -> dict[str, dict[str, float]]:
         """check -> severity -> threshold, memory tolerance applied."""
@@ -137,7 +139,8 @@ SCHEMA: dict[str, dict[str, tuple[str, Callable[[object], Any]]]] = {
     "dtr": {"url": ("dtr_url", _str), "username": ("dtr_username", _str),
             "password_file": ("dtr_password_file", _str), "ca_file": ("dtr_ca_file", _str),
             "insecure": ("dtr_insecure", _bool), "timeout": ("dtr_timeout", _interval)},
-    "registry": {"process_names": ("registry_process_names", _str_list), "pids": ("registry_pids", _pid_list)},
+    "registry": {"process_names": ("registry_process_names", _str_list), "pids": ("registry_pids", _pid_list),
+                 "metrics_url": ("registry_metrics_url", _str)},
     "log": {"level": ("log_level", _choice(*LOG_LEVELS)), "format": ("log_format", _choice(*LOG_FORMATS))},
 }
 TOP_LEVEL = (*SCHEMA, "collectors", "thresholds")
@@ -213,6 +216,8 @@ def _collectors(raw: object, where: str, config: Config) -> None:
                 setattr(settings, key, parser(item))
             except ValueError as err:
                 raise ConfigError(f"{where}collectors.{name}.{key}: {err}") from None
+            if key == "enabled":
+                config.collectors_chosen.add(name)
 
 
 def apply_mapping(config: Config, raw: object, where: str = "") -> Config:

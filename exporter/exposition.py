@@ -14,6 +14,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from . import __version__
 from .readings import CpuReading, DiskioReading, FilesystemReading, MemoryReading
+from . import exposition_storage
+from . import exposition_dtr
 from .sampler import Snapshot
 from .sizing import STATES, Verdict, evaluate
 
@@ -113,6 +115,11 @@ FAMILIES: dict[str, Callable[[object], Iterable[Metric]]] = {
     "cpu": _cpu,
     "filesystem": _filesystem,
     "diskio": _diskio,
+    "storage": exposition_storage.storage,
+    "pagecache": exposition_storage.pagecache,
+    "traffic": exposition_storage.traffic,
+    "docker": exposition_dtr.docker,
+    "dtr_api": exposition_dtr.dtr_api,
 }
 
 

@@ -49,7 +49,11 @@ def locate(path: Path, mounts: list[procfs.Mount], rootfs: Path = Path("/")) -> 
     best = max(matching, key=lambda im: (len(im[1].mountpoint.rstrip("/")), im[0]), default=(0, None))[1]
     if best is None:
         return Located(Path(path), "/", "none", "unknown", dev, "/")
-    return Located(Path(path), _host_view(best.mountpoint, rootfs), best.source, best.fstype, dev, best.root)
+    # the mount's device, which is st_dev when that matched; when st_dev names no mount (a btrfs
+    # subvolume, a view from another mount namespace) the mount table says what lies beneath
+    major, _, minor = best.dev.partition(":")
+    mount_dev = (int(major), int(minor))
+    return Located(Path(path), _host_view(best.mountpoint, rootfs), best.source, best.fstype, mount_dev, best.root)
 
 
 def _contains(mountpoint: str, path: str) -> bool:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .collectors import PartialReading
 
@@ -42,6 +42,20 @@ class Snapshot:
         return {name: s.reading for name, s in self.statuses.items() if s.reading is not None}
 
 
+def _start(name: str, collect: Callable[[], Any]) -> Future:
+    """``collect()`` on a daemon thread: one hung on a dead mount must not keep the process from exiting
+    (a ThreadPoolExecutor's workers are joined at interpreter exit, so SIGTERM would hang)."""
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(collect())
+        except BaseException as err:  # handed to the waiting run(), which judges it
+            future.set_exception(err)
+    threading.Thread(target=work, name=f"collector-{name}", daemon=True).start()
+    return future
+
+
 @dataclass
 class Job:
     collector: Any
@@ -56,7 +70,6 @@ class Sampler:
         self._lock = threading.Lock()
         self._statuses: dict[str, Status] = {}
         self._generation = 0
-        self._pools = {name: ThreadPoolExecutor(1, thread_name_prefix=f"collector-{name}") for name in jobs}
         self._pending: dict[str, Any] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -82,7 +95,7 @@ class Sampler:
             self._record(name, status)
             return status
         start = time.monotonic()
-        future = self._pools[name].submit(job.collector.collect)
+        future = _start(name, job.collector.collect)
         self._pending[name] = future
         try:
             reading = future.result(timeout=job.timeout)
@@ -98,9 +111,10 @@ class Sampler:
         self._record(name, status)
         return status
 
-    def run_all(self) -> None:
-        """Every collector once, concurrently; returns when all have finished or timed out."""
-        threads = [threading.Thread(target=self.run, args=(n,), daemon=True) for n in self.jobs]
+    def run_all(self, names: Iterable[str] | None = None) -> None:
+        """Every collector (or those ``names``) once, concurrently; returns when all have finished or timed out."""
+        threads = [threading.Thread(target=self.run, args=(n,), daemon=True)
+                   for n in (self.jobs if names is None else names)]
         for t in threads:
             t.start()
         for t in threads:
@@ -120,5 +134,3 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)

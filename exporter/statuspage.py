@@ -16,37 +16,54 @@ table{border-collapse:collapse;width:100%;margin:1em 0}
 th,td{text-align:left;padding:.45em .7em;border-bottom:1px solid #e3e6ee;vertical-align:top}
 th{background:#f4f6fa;font-weight:600} td.v{font-weight:700;white-space:nowrap}
 .ok{color:#1a7f37} .fail{color:#c62828} .unknown{color:#9a6700} .not_applicable{color:#6e7781}
-.summary{padding:.7em 1em;border-radius:6px;font-weight:600}
+.summary{padding:.7em 1em;border-radius:6px;font-weight:600} .summary p{margin:0} .summary ul{margin:.4em 0 0}
 .summary.good{background:#e6f4ea;color:#1a7f37} .summary.bad{background:#fdecea;color:#c62828}
 .detail{color:#5a6275;font-size:.9em} a{color:#0b57d0}
 """
 
 
+REFRESH_SECONDS = 30  # about two sampling intervals: the page follows the node without reloading by hand
+
+
+def _summary(verdicts: list[Verdict]) -> str:
+    """A banner that names what fails, so a failing node says what to fix above the fold."""
+    esc = html.escape
+    fails = [v for v in verdicts if v.state == "fail"]
+    unknown = sum(v.state == "unknown" for v in verdicts)
+    pending = f" ({unknown} not measured yet)" if unknown else ""
+    if not fails:
+        return f'<p class="summary good">This node meets every sizing check it could measure{pending}</p>'
+    items = "".join(f"<li>{esc(v.check)} ({esc(v.severity)}): {esc(v.spec.show(v.observed))}, "
+                    f"needs {esc(requirement(v))}</li>" for v in fails)
+    return (f'<div class="summary bad"><p>{len(fails)} sizing check(s) failing{pending}</p>'
+            f"<ul>{items}</ul></div>")
+
+
 def render(snapshot: Snapshot, verdicts: list[Verdict], version: str) -> str:
     esc = html.escape
-    fails = sum(v.state == "fail" for v in verdicts)
-    summary = (f'<p class="summary bad">{fails} sizing check(s) failing</p>' if fails
-               else '<p class="summary good">This node meets every sizing check it could measure</p>')
     rows = []
     for v in verdicts:
         detail = f'<div class="detail">{esc(v.detail)}</div>' if v.detail else ""
         rows.append(
-            f'<tr><td>{esc(v.check)}</td><td>{esc(v.severity)}</td><td>{esc(requirement(v))}</td>'
+            f'<tr data-check="{esc(v.check)}" data-severity="{esc(v.severity)}" data-state="{v.state}">'
+            f'<td>{esc(v.check)}</td><td>{esc(v.severity)}</td><td>{esc(requirement(v))}</td>'
             f'<td>{esc(v.spec.show(v.observed))}{detail}</td><td>{esc(v.spec.show(v.threshold))}</td>'
             f'<td class="v {v.state}">{esc(LABELS[v.state])}</td></tr>')
     collectors = []
     for name, s in sorted(snapshot.statuses.items()):
         state = "ok" if s.ok else "fail"
-        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.last_success)) if s.last_success else "never"
-        collectors.append(f'<tr><td>{esc(name)}</td><td class="v {state}">{"ok" if s.ok else "failing"}</td>'
+        seen = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(s.last_success)) if s.last_success else "never"
+        collectors.append(f'<tr data-collector="{esc(name)}" data-state="{state}"><td>{esc(name)}</td>'
+                          f'<td class="v {state}">{"ok" if s.ok else "failing"}</td>'
                           f'<td>{s.duration:.3f} s</td><td>{seen}</td><td>{esc(s.error)}</td></tr>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>DTR sizing exporter</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="{REFRESH_SECONDS}"><style>{STYLE}</style></head>
 <body><h1>DTR sizing exporter</h1>
 <p class="sub">version {esc(version)} &middot; <a href="/metrics">metrics</a> &middot;
 <a href="/-/healthy">health</a> &middot; <a href="/-/ready">readiness</a></p>
-{summary}
+{_summary(verdicts)}
 <h2>Sizing checks</h2>
 <table><thead><tr><th>Check</th><th>Severity</th><th>KB requirement</th><th>This node</th><th>Threshold</th>
 <th>Verdict</th></tr></thead><tbody>

@@ -11,6 +11,8 @@ import asyncio
 import gzip
 import logging
 import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,7 +23,10 @@ from .sampler import Snapshot
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 10.0  # seconds to send a request head, and to keep an idle keep-alive open
+WRITE_TIMEOUT = 10.0  # seconds a client may take to read an answer before we drop it
 HANDSHAKE_TIMEOUT = 5.0
+CONFIG_CHECK = 1.0  # seconds between looks at the web config file
+BCRYPT_WORKERS = 2  # threads for password checks that miss the cache: bcrypt never runs on the event loop
 MAX_HEAD = 16 * 1024
 MAX_CONNECTIONS = 512
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,9 +59,15 @@ class App:
 
     def __call__(self, request: Request) -> Response:
         config = self.web_config.current() if self.web_config else None
-        if config is not None and not config.authorized(request.headers.get("authorization")):
-            return Response(401, b"Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="dtr-sizing-exporter"'})
-        response = self.route(request)
+        allowed = config is None or config.authorized(request.headers.get("authorization"))
+        return self.respond(request, config, allowed)
+
+    def respond(self, request: Request, config, allowed: bool) -> Response:
+        """The answer once authorization is decided; the configured headers go on every answer."""
+        if allowed:
+            response = self.route(request)
+        else:
+            response = Response(401, b"Unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="dtr-sizing-exporter"'})
         if config is not None:
             response.headers.update(config.headers)
         return response
@@ -111,10 +122,43 @@ def parse_head(raw: bytes) -> Request | None:
         return None
 
 
+def listen(host: str | None, port: int) -> list[socket.socket]:
+    """Listening sockets for host:port (every interface when host is None); raises OSError."""
+    if host is None:
+        if socket.has_dualstack_ipv6():
+            return [socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=1024)]
+        return [socket.create_server(("", port), backlog=1024)]
+    sockets: list[socket.socket] = []
+    try:
+        for family, _, _, _, address in dict.fromkeys(
+                socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)):
+            sockets.append(socket.create_server(address, family=family, backlog=1024))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 class Server:
+    """Binds at construction, so a busy or bad address is one error line before anything starts."""
+
     def __init__(self, app: App, host: str | None, port: int, ssl_context=None):
-        self.app, self.host, self.port, self.ssl_context = app, host, port, ssl_context
+        self.app, self.ssl_context = app, ssl_context
+        self.sockets = listen(host, port)
         self.connections = 0
+        self._bcrypt = ThreadPoolExecutor(BCRYPT_WORKERS, thread_name_prefix="bcrypt")
+
+    async def answer(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"Method Not Allowed\n", headers={"Allow": "GET, HEAD"})
+        web_config = self.app.web_config
+        config = web_config.current() if web_config else None
+        header = request.headers.get("authorization")
+        allowed = True if config is None else config.cached(header)
+        if allowed is None:  # a cache miss costs a bcrypt: off the loop, so other scrapes go on
+            allowed = await asyncio.get_running_loop().run_in_executor(self._bcrypt, config.authorized, header)
+        return self.app.respond(request, config, allowed)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -138,15 +182,14 @@ class Server:
                 else:
                     keep_alive = request.headers[":version"] == "HTTP/1.1" and \
                         request.headers.get("connection", "").lower() != "close"
-                if request.method not in ("GET", "HEAD"):
-                    response = Response(405, b"Method Not Allowed\n", headers={"Allow": "GET, HEAD"})
-                else:
-                    response = self.app(request)
+                response = await self.answer(request)
                 body = b"" if request.method == "HEAD" else response.body
                 writer.write(_head(response.status, response, len(response.body), keep_alive) + body)
-                await writer.drain()
+                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
                 if not keep_alive:
                     return
+        except (asyncio.TimeoutError, ConnectionError):  # a client that stopped reading
+            return
         except Exception:  # never let one connection's fault reach the server
             log.exception("request failed")
         finally:
@@ -154,13 +197,25 @@ class Server:
             writer.close()
 
     async def serve(self, stop: asyncio.Event) -> None:
-        server = await asyncio.start_server(
-            self.handle, self.host, self.port, ssl=self.ssl_context, limit=MAX_HEAD,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.ssl_context else None, backlog=1024)
-        addresses = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
+        servers = [await asyncio.start_server(
+            self.handle, sock=sock, ssl=self.ssl_context, limit=MAX_HEAD,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.ssl_context else None) for sock in self.sockets]
+        addresses = ", ".join(str(s.getsockname()[:2]) for s in self.sockets)
         log.info("listening", extra={"address": addresses, "tls": self.ssl_context is not None})
-        async with server:
-            await stop.wait()
+        watch = asyncio.create_task(self.watch_config(stop)) if self.app.web_config else None
+        await stop.wait()
+        for server in servers:
+            server.close()
+        if watch:
+            await watch
+
+    async def watch_config(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.app.web_config.refresh()
+            try:
+                await asyncio.wait_for(stop.wait(), CONFIG_CHECK)
+            except asyncio.TimeoutError:
+                pass
 
 
 def split_address(address: str) -> tuple[str | None, int]:

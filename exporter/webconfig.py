@@ -14,9 +14,9 @@ import functools
 import hmac
 import logging
 import os
+import re
 import ssl
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,7 @@ TLS_KEYS = ("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_
 HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "X-XSS-Protection",
            "Strict-Transport-Security")
 TOP = ("tls_server_config", "http_server_config", "basic_auth_users")
+BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}")
 
 
 @functools.cache
@@ -53,30 +54,47 @@ class WebConfig:
     tls: dict[str, object] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     users: dict[str, bytes] = field(default_factory=dict)
-    _verified: set[bytes] = field(default_factory=set, repr=False)
+    # replaced, never mutated: the event loop reads it while a bcrypt thread adds to it
+    _verified: frozenset[bytes] = field(default_factory=frozenset, repr=False)
 
-    def authorized(self, header: str | None) -> bool:
-        """Basic auth against the bcrypt hashes; a verified password is cached by its digest."""
-        if not self.users:
-            return True
+    def _credentials(self, header: str | None) -> tuple[str, str, bytes, bytes] | None:
+        """(user, password, hash, cache key) from an Authorization header, None when malformed."""
         if not header or not header.lower().startswith("basic "):
-            return False
+            return None
         try:
             user, sep, password = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return False
+            return None
         if not sep:
-            return False
-        hashed = self.users.get(user) or _dummy_hash()
+            return None
+        hashed = self.users.get(user, b"")
         key = hashlib.sha256(hashed + b"\0" + user.encode() + b"\0" + password.encode()).digest()
-        if any(hmac.compare_digest(key, seen) for seen in self._verified):
+        return user, password, hashed, key
+
+    def cached(self, header: str | None) -> bool | None:
+        """The answer when it needs no bcrypt (no users, malformed, cached); None when it does."""
+        if not self.users:
             return True
+        found = self._credentials(header)
+        if found is None:
+            return False
+        if any(hmac.compare_digest(found[3], seen) for seen in self._verified):
+            return True
+        return None
+
+    def authorized(self, header: str | None) -> bool:
+        """Basic auth against the bcrypt hashes; a verified password is cached by its digest."""
+        known = self.cached(header)
+        if known is not None:
+            return known
+        user, password, hashed, key = self._credentials(header)
         try:
-            good = bcrypt.checkpw(password.encode(), hashed) and user in self.users
+            # an unknown user still costs one bcrypt, so timing does not tell who exists
+            good = bcrypt.checkpw(password.encode(), hashed or _dummy_hash()) and user in self.users
         except ValueError:
             good = False
         if good:
-            self._verified.add(key)
+            self._verified = self._verified | {key}
         return good
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -131,16 +149,21 @@ def parse(raw: object, where: str = "", base: Path = Path(".")) -> WebConfig:
         for key in ("min_version", "max_version"):
             if key in tls and tls[key] not in TLS_VERSIONS:
                 raise _fail(where, f"tls_server_config.{key}", f"{tls[key]!r}; accepted: {', '.join(TLS_VERSIONS)}")
+        if TLS_VERSIONS[tls.get("min_version", "TLS12")] > TLS_VERSIONS[tls.get("max_version", "TLS13")]:
+            raise _fail(where, "tls_server_config.min_version", "is above max_version: no client could connect")
     http = _mapping(top.get("http_server_config"), where, "http_server_config", ("headers", "http2"))
+    if not isinstance(http.get("http2", True), bool):  # accepted for compatibility; this server speaks HTTP/1.1
+        raise _fail(where, "http_server_config.http2", "expected true or false")
     headers = _mapping(http.get("headers"), where, "http_server_config.headers", HEADERS)
     for name, value in headers.items():
         if not isinstance(value, str) or "\n" in value or "\r" in value:
             raise _fail(where, f"http_server_config.headers.{name}", "expected a one-line string")
-    users = _mapping(top.get("basic_auth_users"), where, "basic_auth_users",
-                     tuple(top.get("basic_auth_users") or ()))
+    raw_users = top.get("basic_auth_users")
+    users = _mapping(raw_users, where, "basic_auth_users", tuple(raw_users) if isinstance(raw_users, dict) else ())
     hashes = {}
     for user, hashed in users.items():
-        if not isinstance(user, str) or not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+        if not isinstance(user, str) or not user or ":" in user or \
+                not isinstance(hashed, str) or not BCRYPT.fullmatch(hashed):
             raise _fail(where, f"basic_auth_users.{user}", "expected a bcrypt hash ($2y$...), "
                         "e.g. from htpasswd -nBC 10 USER")
         hashes[user] = hashed.encode()
@@ -166,33 +189,42 @@ def load(path: str | Path) -> WebConfig:
 
 
 class Watcher:
-    """The web config in force, re-read when the file changes (checked at most once a second)."""
+    """The web config in force, re-read by ``refresh`` when the file changes.
+
+    ``refresh`` runs on the server's event loop, the thread that also uses the
+    live SSL context, so a certificate rotation never races a handshake.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._config = load(self.path)
         self._stamp = self._mtime()
-        self._checked = time.monotonic()
         self._context: ssl.SSLContext | None = None
         self._lock = threading.Lock()
 
-    def _mtime(self) -> tuple[float, int] | None:
-        try:
-            st = os.stat(self.path)
-            return st.st_mtime, st.st_size
-        except OSError:
-            return None
+    def _mtime(self) -> tuple:
+        """Change stamps of the file and the PEM files it names: a renewed certificate reloads too."""
+        paths = [self.path] + [Path(self._config.tls[k]) for k in ("cert_file", "key_file", "client_ca_file")
+                               if self._config.tls.get(k)]
+        stamps = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+                stamps.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         self._context = self._config.ssl_context()
         return self._context
 
     def current(self) -> WebConfig:
-        now = time.monotonic()
-        if now - self._checked < 1.0:
-            return self._config
+        return self._config
+
+    def refresh(self) -> WebConfig:
+        """Re-read the file if it changed since the last look; the server calls this once a second."""
         with self._lock:
-            self._checked = now
             stamp = self._mtime()
             if stamp == self._stamp:
                 return self._config
@@ -208,4 +240,5 @@ class Watcher:
                 return self._config
             log.info("web config reloaded", extra={"file": str(self.path)})
             self._config = fresh
+            self._stamp = self._mtime()  # now over the PEM files the fresh config names
             return fresh

@@ -18,9 +18,10 @@ DEFAULTS: dict[str, tuple[bool, float, float, str]] = {
     "cpu": (True, 15, 10, "/proc/stat, /proc/pressure/cpu, cgroup cpu.max / cpuset"),
     "filesystem": (True, 30, 10, "/proc/self/mountinfo and statvfs of Docker's data root and the storage path"),
     "diskio": (True, 15, 10, "/proc/diskstats, /sys/block/*/slaves, /proc/pressure/io for the storage device"),
-    "storage": (False, 300, 3600, "the registry's storage tree under --storage.path (background walk)"),
-    "pagecache": (False, 60, 30, "cachestat() over blob files, /proc/<pid>/io of the registry processes"),
-    "docker": (False, 30, 20, "the Docker Engine API at --docker.host (DTR containers, volumes, stats)"),
+    "storage": (True, 300, 3600, "the registry's storage tree under --storage.path (background walk)"),
+    "pagecache": (True, 60, 30, "cachestat() over blob files, /proc/<pid>/io of the registry processes"),
+    "traffic": (True, 30, 10, "the registry's own metrics (--registry.metrics-url) or its container's network counters"),
+    "docker": (True, 30, 20, "the Docker Engine API at --docker.host (DTR containers, volumes, stats)"),
     "dtr_api": (False, 60, 20, "the DTR API at --dtr.url (/_ping, cluster status, storage settings)"),
 }
 
@@ -40,13 +41,16 @@ class PartialReading(Exception):
 class Discovery:
     """What one collector learns that others follow: the storage path and driver.
 
-    Set by the docker / dtr_api collectors, read by the storage-facing ones.
+    Set by the docker / dtr_api collectors, read by the storage-facing ones
+    (``dtr.scan_shared_store`` decides from ``replica_id`` and ``replicas``).
     Plain attribute writes and reads are atomic in CPython.
     """
 
     def __init__(self, storage_path: Path | None = None, storage_driver: str | None = None):
         self.storage_path = storage_path
         self.storage_driver = storage_driver
+        self.replica_id: str | None = None  # this node's DTR replica (docker collector)
+        self.replicas: tuple[str, ...] = ()  # every replica the DTR API knows (dtr_api collector)
 
 
 @dataclass

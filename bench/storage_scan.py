@@ -1,0 +1,117 @@
+"""Scan benchmark: full and incremental scans against du -s over the same tree, and peak memory.
+
+    python bench/storage_scan.py /var/tmp/store-1m [--cold]
+
+Steps, in one run: (1) full scan by the exporter's scanner vs ``du -s``, best of three
+each (both warm, or both after dropping caches with --cold); (2) add 1 % new blobs, incremental rescan vs
+``du -s``; (3) peak resident memory of a process running the storage collector on the
+store, against the same process idle (after imports, before the scan). Prints a
+Markdown table for docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+MEASURE = r"""
+import json, sys, time, resource
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from exporter.collectors import Context, Discovery
+from exporter.collectors.storage import StorageCollector
+from exporter.config import Config
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith(("VmRSS", "VmHWM")):
+            yield line.split()[0][:-1], int(line.split()[1]) * 1024
+idle = dict(rss())["VmRSS"]
+collector = StorageCollector(Context(config=Config(), discovery=Discovery(Path(sys.argv[1]))))
+started = time.monotonic()
+r = collector.collect()
+first = time.monotonic() - started
+started = time.monotonic()
+again = collector.collect()
+second = time.monotonic() - started
+print(json.dumps({"idle_rss": idle, "peak_rss": dict(rss())["VmHWM"], "blobs": r.blobs,
+                  "first": first, "second": second, "second_listed": again.scan_prefixes_listed}))
+"""
+
+
+def drop_caches() -> None:
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def timed(cmd: list[str], cold: bool, runs: int = 3) -> tuple[float, str]:
+    """Best of ``runs`` wall-clock times (each after dropping caches when cold) and the last output."""
+    best, out = float("inf"), ""
+    for _ in range(runs):
+        if cold:
+            drop_caches()
+        started = time.monotonic()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        best = min(best, time.monotonic() - started)
+    return best, out
+
+
+def scan_cmd(store: Path, full: bool) -> list[str]:
+    code = ("import sys, time, json; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
+            "from exporter.scan import Scanner, resolve_v2; s = Scanner(resolve_v2(Path(sys.argv[1]))); "
+            "t = time.monotonic(); r = s.scan(); print(json.dumps([r.blobs, time.monotonic() - t]))")
+    return [sys.executable, "-c", code, str(store), str(ROOT)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("store", type=Path)
+    p.add_argument("--cold", action="store_true", help="drop the page cache before each timed run (root)")
+    args = p.parse_args()
+    rows = []
+    du_full, du_out = timed(["du", "-s", str(args.store)], args.cold)
+    scan_full, scan_out = timed(scan_cmd(args.store, True), args.cold)
+    blobs, inside = json.loads(scan_out)
+    rows.append(("full scan", f"{blobs} blobs", scan_full, du_full))
+    rows.append(("full scan, without interpreter start-up", f"{blobs} blobs", inside, du_full))
+
+    # incremental: a scanner in one process, scan, add 1 %, rescan; du over the grown tree
+    code = ("import sys, time, json, subprocess; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
+            "from exporter.scan import Scanner, resolve_v2; s = Scanner(resolve_v2(Path(sys.argv[1]))); "
+            "s.scan(); subprocess.run([sys.executable, sys.argv[3], sys.argv[1], sys.argv[4], '--add', "
+            "'--repos', '0'], check=True, capture_output=True); time.sleep(2.5); "  # past the racy window
+            "t = time.monotonic(); r = s.scan(); d = time.monotonic() - t; "
+            "print(json.dumps([d, r.blobs, r.prefixes_listed, r.files_examined]))")
+    added = max(1, blobs // 100)
+    if args.cold:
+        drop_caches()
+    out = subprocess.run([sys.executable, "-c", code, str(args.store), str(ROOT),
+                          str(HERE / "storage_generate.py"), str(added)],
+                         capture_output=True, text=True, check=True).stdout
+    inc, inc_blobs, listed, examined = json.loads(out)
+    du_after, _ = timed(["du", "-s", str(args.store)], args.cold, runs=1)
+    rows.append(("incremental rescan after +1 %", f"{inc_blobs} blobs, {listed} prefixes listed, "
+                 f"{examined} entries examined", inc, du_after))
+
+    mem = json.loads(subprocess.run([sys.executable, "-c", MEASURE, str(args.store), str(ROOT)],
+                                    capture_output=True, text=True, check=True).stdout)
+    mode = "cold (caches dropped before each)" if args.cold else "warm"
+    print(f"store {args.store}, {mode}\n")
+    print("| step | store | exporter | du -s | du / exporter |")
+    print("| --- | --- | --- | --- | --- |")
+    for step, what, ours, du in rows:
+        print(f"| {step} | {what} | {ours:.3f} s | {du:.3f} s | {du / ours:.1f}x |")
+    print(f"\nstorage collector, one process: idle RSS {mem['idle_rss'] / 2**20:.1f} MiB, peak RSS "
+          f"{mem['peak_rss'] / 2**20:.1f} MiB (+{(mem['peak_rss'] - mem['idle_rss']) / 2**20:.1f} MiB) over a "
+          f"first scan of {mem['blobs']} blobs ({mem['first']:.2f} s) and a rescan ({mem['second']:.3f} s, "
+          f"{mem['second_listed']} prefixes listed)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The DTR replica or Distribution registry on this node, found through the Docker Engine API.
+
+Emits dtr_info{version, replica_id, storage_driver}; per container
+{component, container}: dtr_container_up, dtr_container_memory_bytes,
+dtr_container_cpu_seconds_total, dtr_container_network_receive_bytes_total,
+dtr_container_network_transmit_bytes_total (network counters only for
+containers with a network namespace of their own: a host-network container's
+counters would be the whole host's).
+
+Without ``--storage.path`` the registry's image store (the volume
+``dtr-registry-<id>`` or a plain registry's ``/var/lib/registry`` mount)
+becomes the storage path every storage-facing collector follows, re-read each
+pass, so a recreated replica is followed. No Docker socket at the default
+place means "no Docker here": an empty reading and one debug line, no error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor, wait
+
+from .. import dtr
+from ..readings import ContainerStats, DockerReading
+from . import PartialReading
+
+log = logging.getLogger(__name__)
+DEFAULT_SOCKET = "/var/run/docker.sock"
+# A stats call costs about a second (dockerd waits for a second CPU sample);
+# these run concurrently and the whole batch gets this share of the collector's timeout.
+STATS_SHARE = 0.6
+MAX_PARALLEL_STATS = 16
+
+
+def memory_bytes(stats: dict) -> int | None:
+    """Usage minus inactive file cache, as `docker stats` computes it (cgroup v1 and v2)."""
+    mem = stats.get("memory_stats") or {}
+    if "usage" not in mem:
+        return None
+    detail = mem.get("stats") or {}
+    inactive = detail.get("total_inactive_file", detail.get("inactive_file", 0))
+    return max(0, mem["usage"] - inactive)
+
+
+def cpu_seconds(stats: dict) -> float | None:
+    usage = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+    return usage / 1e9 if usage is not None else None
+
+
+def network_bytes(stats: dict) -> tuple[int | None, int | None]:
+    networks = stats.get("networks")
+    if not networks:
+        return None, None
+    return (sum(n.get("rx_bytes", 0) for n in networks.values()),
+            sum(n.get("tx_bytes", 0) for n in networks.values()))
+
+
+class DockerCollector:
+    name = "docker"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        config = ctx.config
+        self.host = getattr(config, "docker_host", None)
+        settings = config.collectors.get("docker") if config else None
+        self.timeout = settings.timeout if settings else 20.0
+        self._client = None
+        self._pool = ThreadPoolExecutor(MAX_PARALLEL_STATS, thread_name_prefix="docker-stats")
+        self._said_absent = False
+
+    def _api(self):
+        if self._client is None:
+            import docker  # here, not at the top: a node without Docker never pays for the SDK
+            self._client = docker.APIClient(base_url=self.host or f"unix://{DEFAULT_SOCKET}",
+                                            timeout=max(1.0, self.timeout * STATS_SHARE), version="auto")
+        return self._client
+
+    def _drop_client(self) -> None:
+        # a daemon that went away leaves a client with a stale API version and dead pool: start afresh
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+
+    def collect(self) -> DockerReading:
+        if self.host is None and not os.path.exists(DEFAULT_SOCKET):
+            if not self._said_absent:
+                log.debug("no Docker socket; the docker collector reports nothing", extra={"socket": DEFAULT_SOCKET})
+                self._said_absent = True
+            return DockerReading(available=False)
+        try:
+            api = self._api()
+            listed = api.containers(all=True)
+        except Exception:
+            self._drop_client()
+            raise
+        found = [(c, m) for c in listed if (m := dtr.identify(c)) is not None]
+        replica = dtr.choose_replica([m for _, m in found])
+        ours = [(c, m) for c, m in found if m.replica_id == replica or m.replica_id is None]
+        self.ctx.discovery.replica_id = replica
+        store, driver = self._store(api, ours)
+        if store is not None and self.ctx.config is not None and self.ctx.config.storage_path is None:
+            self.ctx.discovery.storage_path = self.ctx.host_path(store.source)
+        if driver and self.ctx.discovery.storage_driver is None:  # the DTR API's answer, once known, wins
+            self.ctx.discovery.storage_driver = driver
+        stats, missing = self._stats(api, [m for _, m in ours if m.running])
+        containers = tuple(self._container(m, stats.get(m.container_id)) for _, m in ours)
+        reading = DockerReading(
+            available=True, replica_id=replica,
+            version=dtr.version_of([m for _, m in ours if m.replica_id]) if replica else None,
+            storage_driver=self.ctx.discovery.storage_driver or driver,
+            storage_source=store.source if store else None, storage_volume=store.volume if store else None,
+            containers=containers)
+        if missing:
+            raise PartialReading(reading, f"no stats within the time bound for {', '.join(sorted(missing))}")
+        return reading
+
+    def _store(self, api, ours) -> tuple[dtr.Store | None, str | None]:
+        """The store of the replica's registry (or the first plain registry) and what it says of the driver."""
+        for container, member in sorted(ours, key=lambda cm: (cm[1].replica_id is None, not cm[1].running)):
+            store = dtr.store_of(container, member)
+            if store is None:
+                continue
+            if store.nfs:
+                return store, "filesystem"  # an NFS volume is the filesystem driver on NFS
+            if member.replica_id is None:
+                env = (api.inspect_container(member.container_id).get("Config") or {}).get("Env") or []
+                chosen = [e.split("=", 1)[1] for e in env if e.startswith("REGISTRY_STORAGE=")]
+                return store, chosen[0] if chosen else "filesystem"
+            return store, None  # DTR keeps its driver in its own settings: the dtr_api collector reads it
+        return None, None
+
+    def _stats(self, api, running: list[dtr.Member]) -> tuple[dict[str, dict], list[str]]:
+        futures = {self._pool.submit(api.stats, m.container_id, stream=False): m for m in running}
+        done, _ = wait(futures, timeout=self.timeout * STATS_SHARE)
+        stats, missing = {}, []
+        for future, member in futures.items():
+            if future in done and future.exception() is None:
+                stats[member.container_id] = future.result()
+            else:
+                missing.append(member.name)
+                future.cancel()
+        return stats, missing
+
+    @staticmethod
+    def _container(member: dtr.Member, stats: dict | None) -> ContainerStats:
+        if not member.running or stats is None:
+            return ContainerStats(member.name, member.component, member.running)
+        rx, tx = network_bytes(stats)
+        return ContainerStats(member.name, member.component, True, memory_bytes(stats), cpu_seconds(stats), rx, tx)
+
+
+COLLECTOR = DockerCollector

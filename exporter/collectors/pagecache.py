@@ -1,0 +1,151 @@
+"""How much of the image store sits in the page cache, and how often the registry reads from it.
+
+Emits dtr_storage_page_cache_bytes{storage}, dtr_storage_page_cache_error_bytes{storage},
+dtr_storage_page_cache_sampled_ratio{storage}, dtr_page_cache_hit_ratio{scope="registry"},
+dtr_registry_processes.
+
+Resident bytes: cachestat() (or mincore) on every blob ``data`` file of a
+random choice of 2-hex prefix directories, at least MIN_PREFIXES and until
+SAMPLE_FILES files, scaled up by the share of prefixes measured. Digests are
+uniformly spread over prefixes, so this cluster sample is unbiased; its
+standard error is computed from the spread between the measured prefixes.
+With few blobs every prefix is measured and the figure is exact.
+
+Hit ratio: over the last WINDOW seconds, 1 - read_bytes / rchar summed over
+the registry processes' /proc/<pid>/io (read_bytes: what they caused to be
+read from storage; rchar: what their read() calls returned).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+from .. import cachestat
+from ..config import Config
+from ..processes import io_counters, registry_pids
+from ..readings import PagecacheReading
+from ..scan import resolve_v2
+from ..storage_id import storage_id
+from ..window import Window
+from . import PartialReading
+
+SAMPLE_FILES = 4000
+MIN_PREFIXES = 8
+WINDOW = 300.0
+MIN_READ = 1 << 20  # below a MiB read in the window the ratio says nothing
+
+
+class PagecacheCollector:
+    name = "pagecache"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.config = ctx.config or Config()
+        self.window = Window(WINDOW)
+        self._pids: tuple[int, ...] = ()
+        self._method: tuple[Path, str | None] | None = None
+        self._random = random.Random()
+
+    def collect(self) -> PagecacheReading:
+        problems: list[str] = []
+        hit, span, found = self._hit_ratio(problems)
+        root = self.ctx.storage_path
+        v2 = resolve_v2(Path(root)) if root is not None else None
+        if v2 is None:
+            detail = "no storage path" if root is None else f"{root}: not a registry store"
+            reading = PagecacheReading(detail=detail, hit_ratio=hit, hit_window_seconds=span, processes=found)
+        else:
+            reading = self._resident(v2, storage_id(Path(root), self.ctx.procfs, self.ctx.rootfs),
+                                     hit, span, found)
+        if problems:
+            raise PartialReading(reading, "; ".join(problems))
+        return reading
+
+    # --- hit ratio ------------------------------------------------------------
+
+    def _hit_ratio(self, problems: list[str]) -> tuple[float | None, float, int]:
+        pids = registry_pids(self.ctx.procfs, self.config.registry_process_names, self.config.registry_pids)
+        rchar = read = 0
+        readable = []
+        for pid in pids:
+            try:
+                io = io_counters(self.ctx.procfs, pid)
+            except FileNotFoundError:
+                continue  # exited
+            except PermissionError:
+                problems.append(f"/proc/{pid}/io: permission denied (needs the registry's uid or CAP_SYS_PTRACE)")
+                continue
+            readable.append(pid)
+            rchar += io.get("rchar", 0)
+            read += io.get("read_bytes", 0)
+        if tuple(readable) != self._pids:  # other processes: their counters do not continue the old ones
+            self.window = Window(WINDOW)
+            self._pids = tuple(readable)
+        if not readable:
+            return None, 0.0, len(pids)
+        self.window.add(time.monotonic(), (rchar, read))
+        delta = self.window.delta()
+        if not delta or delta[1][0] < MIN_READ:
+            return None, delta[0] if delta else 0.0, len(pids)
+        # readahead can make read_bytes exceed what read() returned: clamp
+        return min(1.0, max(0.0, 1 - delta[1][1] / delta[1][0])), delta[0], len(pids)
+
+    # --- resident bytes ---------------------------------------------------------
+
+    def _probe(self, v2: Path, sample: str) -> str | None:
+        if self._method is None or self._method[0] != v2:
+            self._method = (v2, cachestat.probe(sample))
+        return self._method[1]
+
+    def _resident(self, v2: Path, sid: str, hit, span, found) -> PagecacheReading:
+        prefixes = []
+        blobs = v2 / "blobs"
+        for alg in _dirs(blobs):
+            prefixes.extend(_dirs(alg))
+        self._random.shuffle(prefixes)
+        totals: list[int] = []
+        files = 0
+        method = None
+        for prefix in prefixes:
+            if len(totals) >= MIN_PREFIXES and files >= SAMPLE_FILES:
+                break
+            cached = 0
+            for digest in _dirs(prefix):
+                data = os.path.join(digest, "data")
+                try:
+                    if method is None:
+                        method = self._probe(v2, data)
+                        if method is None:
+                            return PagecacheReading(sid, "neither cachestat nor mincore can read the blob files "
+                                                    "(needs root, their owner, or write access)",
+                                                    hit_ratio=hit, hit_window_seconds=span, processes=found)
+                    cached += cachestat.resident_bytes(data, method)[0]
+                except OSError:
+                    continue  # vanished, a symlink, or no data yet
+                files += 1
+            totals.append(cached)
+        n, total = len(totals), len(prefixes)
+        if n == 0:
+            return PagecacheReading(sid, "no blobs", method, 0, 0, 1.0, hit, span, found)
+        estimate = sum(totals) * total / n
+        error = 0.0
+        if 1 < n < total:  # standard error of a total from a simple random sample of clusters
+            mean = sum(totals) / n
+            variance = sum((t - mean) ** 2 for t in totals) / (n - 1)
+            error = total * math.sqrt((1 - n / total) * variance / n)
+        return PagecacheReading(sid, "", method, estimate, error, n / total, hit, span, found)
+
+
+def _dirs(path: Path) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+COLLECTOR = PagecacheCollector

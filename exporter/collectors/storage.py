@@ -1,0 +1,100 @@
+"""The registry's image store: what it holds, how fast it grows, when it fills.
+
+Emits, each {storage}: dtr_storage_blobs, dtr_storage_blob_bytes, dtr_storage_repositories,
+dtr_storage_uploads, dtr_storage_upload_bytes, dtr_storage_upload_oldest_age_seconds,
+dtr_storage_abandoned_uploads, dtr_storage_abandoned_upload_bytes, dtr_storage_data_bytes,
+dtr_storage_scan_errors, dtr_storage_scan_duration_seconds, dtr_storage_scan_timestamp_seconds,
+dtr_storage_scan_files, dtr_storage_growth_bytes_per_second, dtr_storage_full_forecast_seconds;
+dtr_storage_device_info{storage, device} ties the diskio collector's {device} series to the store.
+
+The storage path is read from the context on every run, because Docker
+discovery may set or change it. The walk is incremental (see exporter.scan).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .. import mounts
+from ..config import Config
+from ..forecast import Sample, forecast
+from ..history import History
+from ..readings import StorageReading
+from ..scan import Scanner, resolve_v2
+from ..storage_id import storage_id
+from . import PartialReading
+from .diskio import DiskioCollector
+
+
+class StorageCollector:
+    name = "storage"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.config = ctx.config or Config()
+        self._key: tuple[Path, str] | None = None
+        self._scanner: Scanner | None = None
+        self._history: History | None = None
+
+    @property
+    def progress(self) -> int:
+        """Files examined so far by the running scan (for a terminal progress line)."""
+        return self._scanner.progress if self._scanner else 0
+
+    def _critical_free(self) -> float:
+        disk_free = self.config.thresholds_in_force().get("disk_free", {})
+        return disk_free.get("critical", disk_free.get("warning", 0.0))
+
+    def collect(self) -> StorageReading:
+        root = self.ctx.storage_path
+        if root is None:
+            return StorageReading(detail="no storage path: set --storage.path or enable Docker discovery")
+        v2 = resolve_v2(Path(root))
+        if v2 is None:
+            raise FileNotFoundError(f"{root}: no docker/registry/v2 (nor blobs/, repositories/) here")
+        sid = storage_id(Path(root), self.ctx.procfs, self.ctx.rootfs)
+        if self._key != (v2, sid):  # a new store: start afresh
+            self._key = (v2, sid)
+            self._scanner = Scanner(v2, self.config.scan_rate)
+            self._history = History(self.config.state_dir, sid)
+        started, start_clock = time.monotonic(), time.time()
+        result = self._scanner.scan()
+        duration = time.monotonic() - started
+        st = os.statvfs(root)
+        avail = st.f_bavail * st.f_frsize
+        now = time.time()
+        uploads = result.uploads
+        data = result.blob_bytes + uploads.bytes
+        self._history.add(Sample(now, data, avail))
+        fc = forecast(self._history.samples, now, self._critical_free())
+        reading = StorageReading(
+            storage=sid, path=str(root), blobs=result.blobs, blob_bytes=result.blob_bytes,
+            repositories=result.repositories, uploads=uploads.count, upload_bytes=uploads.bytes,
+            upload_oldest_age_seconds=None if uploads.oldest_started is None else max(0.0, now - uploads.oldest_started),
+            abandoned_uploads=uploads.abandoned, abandoned_upload_bytes=uploads.abandoned_bytes,
+            data_bytes=data, scan_errors=result.errors, scan_full=result.full,
+            scan_prefixes_listed=result.prefixes_listed, scan_files=result.files_examined,
+            scan_duration_seconds=duration, scan_timestamp_seconds=start_clock, avail_bytes=avail,
+            growth_bytes_per_second=fc.growth_bytes_per_second, full_forecast_seconds=fc.seconds_to_full,
+            history_samples=len(self._history.samples), devices=self._devices(v2),
+        )
+        problems = [f"{result.errors} unreadable entries under {v2}"] if result.errors else []
+        if self._history.warning:
+            problems.append(self._history.warning)
+        if problems:
+            raise PartialReading(reading, "; ".join(problems))
+        return reading
+
+    def _devices(self, v2: Path) -> tuple[str, ...]:
+        try:
+            where = mounts.locate(v2, mounts.mount_table(self.ctx.procfs), self.ctx.rootfs)
+        except (OSError, ValueError):
+            return ()
+        if where.network:
+            return ()
+        return tuple(DiskioCollector(self.ctx).disks_under(*where.dev, where.source))
+
+
+COLLECTOR = StorageCollector

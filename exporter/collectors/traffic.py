@@ -1,0 +1,89 @@
+"""What the registry sent to and took from its clients.
+
+Emits dtr_registry_served_bytes_total, dtr_registry_received_bytes_total,
+dtr_registry_traffic_source{source}.
+
+Sources, best first:
+- ``registry_metrics``: the registry's own Prometheus endpoint (Distribution's
+  ``http.debug.prometheus``), set with ``registry.metrics_url``: the sums of
+  ``registry_http_response_size_bytes`` and ``registry_http_request_size_bytes``,
+  i.e. HTTP bodies plus approximate headers, counted by the registry itself.
+- ``netns``: when the registry runs in its own network namespace (a container,
+  as DTR's registry does), that namespace's interface counters from
+  /proc/<pid>/net/dev, loopback excluded: everything the container sent and
+  received, which for a registry container is its client traffic.
+- ``none``: a registry sharing the host's network namespace without a metrics
+  endpoint; the host's counters would count every other service too, so
+  nothing is reported rather than a wrong number.
+"""
+
+from __future__ import annotations
+
+import os
+
+import requests
+
+from ..config import Config
+from ..processes import registry_pids
+from ..readings import TrafficReading
+
+SERVED, RECEIVED = "registry_http_response_size_bytes_sum", "registry_http_request_size_bytes_sum"
+MAX_BODY = 8 << 20
+
+
+def parse_registry_metrics(text: str) -> tuple[float, float]:
+    """(served, received) bytes from the registry's exposition text."""
+    sums = {SERVED: 0.0, RECEIVED: 0.0}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in sums:
+            sums[name] += float(line.rsplit(" ", 1)[1])
+    return sums[SERVED], sums[RECEIVED]
+
+
+def parse_net_dev(text: str) -> tuple[int, int]:
+    """(transmitted, received) bytes over the non-loopback interfaces of /proc/<pid>/net/dev."""
+    tx = rx = 0
+    for line in text.splitlines()[2:]:
+        name, sep, rest = line.partition(":")
+        fields = rest.split()
+        if not sep or len(fields) < 9:
+            raise ValueError(f"net/dev: malformed line {line!r}")
+        if name.strip() != "lo":
+            rx += int(fields[0])
+            tx += int(fields[8])
+    return tx, rx
+
+
+class TrafficCollector:
+    name = "traffic"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.config = ctx.config or Config()
+        self.session = requests.Session()
+
+    def collect(self) -> TrafficReading:
+        url = self.config.registry_metrics_url
+        if url:
+            with self.session.get(url, timeout=5, stream=True, allow_redirects=False) as answer:
+                answer.raise_for_status()
+                body = answer.raw.read(MAX_BODY + 1, decode_content=True)
+            if len(body) > MAX_BODY:
+                raise ValueError(f"{url}: answer larger than {MAX_BODY} bytes")
+            served, received = parse_registry_metrics(body.decode("utf-8", "replace"))
+            return TrafficReading("registry_metrics", served, received)
+        procfs = self.ctx.procfs
+        own = os.readlink(procfs / "self" / "ns" / "net") if (procfs / "self").exists() else ""
+        for pid in registry_pids(procfs, self.config.registry_process_names, self.config.registry_pids):
+            try:
+                if os.readlink(procfs / str(pid) / "ns" / "net") == own:
+                    continue
+                tx, rx = parse_net_dev((procfs / str(pid) / "net" / "dev").read_text(encoding="ascii"))
+            except OSError:
+                continue  # exited, or not ours to read
+            return TrafficReading("netns", tx, rx, f"network namespace of pid {pid}")
+        return TrafficReading("none", detail="set registry.metrics_url, or run the registry in a container")
+
+
+COLLECTOR = TrafficCollector

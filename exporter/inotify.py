@@ -1,0 +1,71 @@
+"""A minimal non-blocking inotify(7) reader over ctypes, for the scanner's prefix directories.
+
+Only directory-entry events are asked for (create, delete, move, attribute change
+of the directory itself). Events from other hosts on a network filesystem never
+arrive, so callers use this as a shortcut and keep a directory's mtime as the truth.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import struct
+
+IN_ATTRIB, IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x4, 0x40, 0x80, 0x100, 0x200
+IN_DELETE_SELF, IN_MOVE_SELF, IN_Q_OVERFLOW, IN_IGNORED = 0x400, 0x800, 0x4000, 0x8000
+IN_ONLYDIR, IN_DONT_FOLLOW, IN_NONBLOCK, IN_CLOEXEC = 0x01000000, 0x02000000, 0o4000, 0o2000000
+MASK = IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
+HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class Overflow(Exception):
+    """The kernel dropped events: every watched directory must be looked at again."""
+
+
+class Watcher:
+    def __init__(self):
+        self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        self.paths: dict[int, str] = {}
+
+    def watch(self, path: str) -> None:
+        wd = _libc.inotify_add_watch(self.fd, os.fsencode(path), MASK | IN_ONLYDIR | IN_DONT_FOLLOW)
+        if wd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        self.paths[wd] = path
+
+    def read(self) -> list[tuple[str, int, str]]:
+        """Pending events as (watched directory, mask, entry name); raises Overflow."""
+        events = []
+        while True:
+            try:
+                buf = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return events
+            except OSError as err:
+                if err.errno == errno.EINTR:
+                    continue
+                raise
+            offset = 0
+            while offset < len(buf):
+                wd, mask, _, size = HEADER.unpack_from(buf, offset)
+                name = buf[offset + HEADER.size:offset + HEADER.size + size].rstrip(b"\0")
+                offset += HEADER.size + size
+                if mask & IN_Q_OVERFLOW:
+                    raise Overflow()
+                path = self.paths.get(wd)
+                if mask & IN_IGNORED:
+                    self.paths.pop(wd, None)
+                if path is not None:
+                    events.append((path, mask, os.fsdecode(name)))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

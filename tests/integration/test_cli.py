@@ -1,0 +1,164 @@
+"""The command line as a user meets it: exit codes, one-line errors, JSON, and serve's lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+import requests
+
+from exporter import sizing
+from tests.conftest import foundation_only, profile_dir
+from tests.support import ROOT, Exporter, exporter_cmd, free_port, run_exporter, wait_for
+
+
+# ---- check: 0 when nothing fails, 1 when something does
+
+@pytest.mark.parametrize("profile, status", [("large", 0), ("vm4g", 1), ("small", 1), ("container", 1)])
+def test_check_exit_status(profile_run, profile, status):
+    done = profile_run(profile, "check")
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stdout.rstrip().splitlines()[-1]
+    assert last == ("this node meets every sizing check it could measure" if status == 0
+                    else f"{last.split()[0]} failing check(s)")
+
+
+def test_check_json_schema(profile_run):
+    done = profile_run("vm4g", "check", "--output", "json")
+    data = json.loads(done.stdout)
+    assert set(data) == {"ok", "checks", "collectors"} and data["ok"] is False
+    for c in data["checks"]:
+        assert set(c) == {"check", "severity", "state", "unit", "observed", "threshold", "requirement",
+                          "observed_text", "detail", "source"}
+        assert c["check"] in sizing.CHECKS and c["severity"] in sizing.SEVERITIES and c["state"] in sizing.STATES
+        assert c["observed"] is None or isinstance(c["observed"], (int, float))
+        assert isinstance(c["threshold"], (int, float)) and c["source"]
+    assert set(data["collectors"]) == {"memory", "cpu", "filesystem", "diskio"}
+    assert all(s["ok"] and s["error"] == "" and s["duration_seconds"] >= 0 for s in data["collectors"].values())
+
+
+# ---- exit 2: one line on stderr, naming what is wrong and what is accepted, no traceback
+
+def one_line_error(*args: str) -> str:
+    done = run_exporter(*args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("dtr-sizing-exporter: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["check", "--web.listen-adress", ":1"], "unknown flag --web.listen-adress (did you mean --web.listen-address?)"),
+    (["check", "--log.level", "loud"], "'loud' is not one of debug, info, warn, error"),
+    (["check", "--web.listen-address", "nowhere"], "'nowhere' is not host:port"),
+    (["check", "--output", "yaml"], "invalid choice: 'yaml'"),
+    (["chekc"], "invalid choice: 'chekc'"),
+    (["check", "--collector.cpu", "--no-collector.cpu"], "not allowed with argument"),
+    (["serve", "--web.listen-address", f"127.0.0.1:{free_port()}", "--web.config.file", "/nonexistent/web.yml"], "web.yml"),
+])
+def test_bad_flags(args, expected):
+    assert expected in one_line_error(*args)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("thresholds:\n  disk_fre: 1\n", "thresholds.disk_fre: unknown key (did you mean disk_free?)"),
+    ("thresholds:\n  cpu_cores: -2\n", "thresholds.cpu_cores.warning: -2 is not a count"),
+    ("web: [\n", "invalid YAML"),
+    ("thresholds:\n  disk_free: {warning: 1GB}\n", "warning (1 GB) must not be below critical (20 GB)"),
+])
+@pytest.mark.parametrize("command", ["check", "metrics", "serve"])
+def test_bad_config_files(tmp_path, command, text, expected):
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    line = one_line_error(command, "--config.file", str(path), "--web.listen-address", f"127.0.0.1:{free_port()}")
+    assert f"{path}: " in line and expected in line
+
+
+def test_an_unreadable_config_file(tmp_path):
+    line = one_line_error("check", "--config.file", str(tmp_path / "absent.yml"))
+    assert line.endswith("absent.yml: cannot read the config file: No such file or directory")
+
+
+def test_a_flag_wins_over_the_file(tmp_path):
+    path = tmp_path / "config.yml"
+    path.write_text("log: {level: nonsense}\n")
+    assert "log.level" in one_line_error("check", "--config.file", str(path), "--log.level", "debug")
+    path.write_text("thresholds:\n  cpu_cores: 1000\n")  # more CPUs than any host here has: check fails
+    done = run_exporter("check", "--config.file", str(path), *foundation_only())
+    assert done.returncode == 1 and "at least 1000 usable CPUs" in done.stdout
+
+
+# ---- serve
+
+@pytest.fixture
+def exporter():
+    running = Exporter(*foundation_only())
+    yield running.start()
+    running.stop()
+
+
+def test_serve_endpoints(exporter):
+    assert requests.get(exporter.url + "/-/healthy", timeout=5).status_code == 200
+    assert requests.get(exporter.url + "/-/ready", timeout=5).status_code == 200
+    metrics = requests.get(exporter.url + "/metrics", timeout=5)
+    assert metrics.status_code == 200 and metrics.headers["Content-Type"].startswith("text/plain")
+    assert 'dtr_exporter_collector_success{collector="memory"} 1.0' in metrics.text
+    assert requests.get(exporter.url + "/nothing-here", timeout=5).status_code == 404
+    post = requests.post(exporter.url + "/metrics", data=b"x", timeout=5)
+    assert post.status_code == 405 and "GET" in post.headers["Allow"]
+    page = requests.get(exporter.url + "/", timeout=5)
+    assert page.status_code == 200 and "memory_total" in page.text and "/metrics" in page.text
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_cleanly(exporter, sig):
+    exporter.proc.send_signal(sig)
+    assert exporter.proc.wait(timeout=15) == 0
+    stderr = exporter.proc.stderr.read()
+    assert "Traceback" not in stderr and "msg=stopped" in stderr
+
+
+def test_ready_only_after_the_first_pass_and_a_hung_source_does_not_block_the_exit(tmp_path):
+    """/proc/meminfo as a FIFO nobody writes: the memory collector hangs like a read on a dead NFS mount."""
+    shutil.copytree(profile_dir("vm4g") / "proc", tmp_path / "proc", symlinks=True)
+    (tmp_path / "proc" / "meminfo").unlink()
+    os.mkfifo(tmp_path / "proc" / "meminfo")
+    config = tmp_path / "config.yml"
+    config.write_text("collectors:\n  memory: {timeout: 2s}\n")
+    running = Exporter("--config.file", str(config), "--path.procfs", str(tmp_path / "proc"), *foundation_only())
+    try:
+        running.start(ready=False)
+        assert requests.get(running.url + "/-/ready", timeout=5).status_code == 503
+        text = requests.get(running.url + "/metrics", timeout=5).text  # served while a collector hangs
+        assert 'dtr_exporter_collector_success{collector="cpu"} 1.0' in text
+        wait_for(lambda: requests.get(running.url + "/-/ready", timeout=5).status_code == 200, timeout=15,
+                 what="ready once the hung collector timed out")
+        text = requests.get(running.url + "/metrics", timeout=5).text
+        assert 'dtr_exporter_collector_success{collector="memory"} 0.0' in text
+        running.proc.send_signal(signal.SIGTERM)
+        assert running.proc.wait(timeout=15) == 0
+    finally:
+        running.stop()
+
+
+def test_metrics_command_prints_one_exposition():
+    done = run_exporter("metrics", *foundation_only())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# HELP dtr_exporter_build_info")
+    assert "dtr_sizing_check_ok" in done.stdout
+
+
+def test_python_dash_m_and_the_console_script_agree():
+    script = ROOT / ".venv" / "bin" / "dtr-sizing-exporter"
+    if not script.exists():
+        pytest.skip("console script not installed in .venv")
+    a = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    b = subprocess.run(exporter_cmd("--version"), capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and a.stdout.startswith("dtr-sizing-exporter ")

@@ -1,0 +1,111 @@
+"""Docker discovery against a real dockerd running a stand-in DTR node (tests/dtr_node.py).
+
+The tests run in file order on one session node: the last one kills dockerd.
+"""
+
+from __future__ import annotations
+
+import json
+
+import requests
+
+from tests.dtr_node import SLEEPERS, VERSION, dtr_node, series, value  # noqa: F401 (dtr_node is a fixture)
+from tests.registry import Registry
+from tests.support import Exporter, run_exporter, wait_for
+
+COMPONENTS = (*SLEEPERS, "registry")
+
+
+def metrics(node, tmp_path, *extra: str) -> str:
+    done = run_exporter("metrics", "--docker.host", node.host, "--storage.state-dir", str(tmp_path / "state"),
+                        *(extra or ("--collector.storage",)), timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def pusher(node, tmp_path) -> Registry:
+    """tests/registry.py's v2 client, pointed at the registry inside the dtr-registry container."""
+    client = Registry(tmp_path / "client")
+    client.url = node.registry_url
+    return client
+
+
+def test_finds_replica_version_components_and_counts_the_store(dtr_node, tmp_path):
+    client = pusher(dtr_node, tmp_path)
+    _, app = client.push_image("team/app", "1.0", [4096, 8192])
+    _, base = client.push_image("base", "latest", [2048])
+    out = metrics(dtr_node, tmp_path)
+
+    assert value(out, "dtr_exporter_collector_success", collector="docker") == 1
+    assert value(out, "dtr_info", replica_id=dtr_node.replica_id, version=VERSION) == 1
+    for component in COMPONENTS:
+        assert value(out, "dtr_container_up", component=component, container=dtr_node.name(component)) == 1
+    assert len(series(out, "dtr_container_up")) == len(COMPONENTS)
+    assert value(out, "dtr_container_memory_bytes", component="registry") > 1_000_000  # a Go server, not sleep
+    assert value(out, "dtr_container_cpu_seconds_total", component="registry") > 0
+
+    # the store found is the volume's mount point, and the storage collector counted what was pushed there
+    store = str(dtr_node.store)
+    assert value(out, "dtr_exporter_collector_success", collector="storage") == 1, out
+    [(labels, blobs)] = series(out, "dtr_storage_blobs").items()
+    assert dict(labels)["storage"].endswith(store.split("/data/", 1)[1])
+    assert blobs == len(app) + len(base)
+    assert value(out, "dtr_storage_blob_bytes") == sum(app.values()) + sum(base.values())
+    assert value(out, "dtr_storage_repositories") == 2
+    filesystems = {dict(k)["role"] for k in series(out, "dtr_filesystem_avail_bytes")}
+    assert filesystems == {"docker", "storage"}
+
+
+def test_a_stopped_component_reads_0(dtr_node, tmp_path):
+    jobrunner = dtr_node.name("jobrunner")
+    dtr_node.dockerd.docker("stop", "-t", "1", jobrunner)
+    try:
+        out = metrics(dtr_node, tmp_path, "--no-collector.pagecache")
+    finally:
+        dtr_node.dockerd.docker("start", jobrunner)
+    assert value(out, "dtr_container_up", component="jobrunner") == 0
+    assert value(out, "dtr_container_memory_bytes", component="jobrunner") is None
+    assert value(out, "dtr_container_up", component="api") == 1
+    assert value(out, "dtr_exporter_collector_success", collector="docker") == 1
+
+
+def test_storage_follows_a_recreated_registry_container(dtr_node, tmp_path):
+    """A reconfigure or upgrade recreates dtr-registry-<id>; a serving exporter keeps the store and counts on."""
+    config = tmp_path / "config.yml"
+    config.write_text(json.dumps({"collectors": {"docker": {"interval": "1s", "timeout": "5s"},
+                                                 "storage": {"enabled": True, "interval": "1s"}}}))
+    with Exporter("--config.file", str(config), "--docker.host", dtr_node.host,
+                  "--storage.state-dir", str(tmp_path / "state")) as exporter:
+        def blobs():
+            return value(requests.get(exporter.url + "/metrics", timeout=5).text, "dtr_storage_blobs")
+        before = wait_for(blobs, timeout=30, what="a first count of the store")
+        dtr_node.run_registry()
+        _, pushed = pusher(dtr_node, tmp_path).push_image("after/recreate", "1", [1024])
+        wait_for(lambda: blobs() == before + len(pushed), timeout=30, what="the new blobs counted")
+
+
+def test_killing_dockerd_fails_the_docker_collector_alone_until_it_is_back(dtr_node, tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text(json.dumps({"collectors": {"docker": {"interval": "1s", "timeout": "4s"}}}))
+    with Exporter("--config.file", str(config), "--docker.host", dtr_node.host) as exporter:
+        def scrape() -> str:
+            answer = requests.get(exporter.url + "/metrics", timeout=2)  # never slowed by a dead daemon
+            assert answer.status_code == 200
+            return answer.text
+
+        def success(name: str, text: str) -> float | None:
+            return value(text, "dtr_exporter_collector_success", collector=name)
+
+        def docker_reads(wanted: int):
+            text = scrape()
+            # once down, no stale containers: a pass cut short mid-stats may still show them, the next not
+            gone = wanted == 1 or not series(text, "dtr_container_up")
+            return text if success("docker", text) == wanted and gone else None
+
+        wait_for(lambda: docker_reads(1), timeout=30, what="docker collector ok")
+        dtr_node.dockerd.kill()
+        down = wait_for(lambda: docker_reads(0), timeout=30, what="docker collector failing, no containers")
+        assert success("memory", down) == 1 and success("cpu", down) == 1
+        dtr_node.restart_dockerd()
+        back = wait_for(lambda: docker_reads(1), timeout=60, what="docker collector recovered")
+        assert value(back, "dtr_container_up", component="registry") == 1

@@ -1,0 +1,136 @@
+"""The container image, built for real and run against this host.
+
+A private dockerd (tests/dockerd.py) builds the Dockerfile on a Debian base
+made locally with debootstrap (tests/images.py), so nothing is pulled from a
+container registry; pip inside the build reaches PyPI over the host network.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from exporter import __version__
+from tests.dockerd import Dockerd
+from tests.images import HOST_CA_BUNDLE, import_base_image
+from tests.support import ROOT, free_port, wait_for
+
+IMAGE = "dtr-sizing-exporter:test"
+UID = "65534"
+HOST_FLAGS = ["--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--path.rootfs=/host/root"]
+
+
+def _host_mounts() -> list[str]:
+    """The README's docker run mounts: host /proc, /sys and / read-only under /host.
+
+    ``rslave`` (so volumes mounted later show up) needs / to be a shared or
+    slave mount, as systemd makes it; a sandbox with a private / gets plain ``ro``.
+    """
+    root = next(line for line in Path("/proc/self/mountinfo").read_text().splitlines() if line.split()[4] == "/")
+    propagation = ",rslave" if ("shared:" in root or "master:" in root) else ""
+    return ["-v", "/proc:/host/proc:ro", "-v", "/sys:/host/sys:ro", "-v", f"/:/host/root:ro{propagation}"]
+
+
+def _pip_build_args() -> list[str]:
+    """The host's pip index, if it has one the container can reach, and the CA bundle path."""
+    args = ["--build-arg", f"PIP_CERT={HOST_CA_BUNDLE}"]  # the base image carries the host's bundle there
+    index = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+                           capture_output=True, text=True).stdout.strip()
+    if index.startswith(("http://", "https://")):
+        args += ["--build-arg", f"PIP_INDEX_URL={index}"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def dockerd():
+    base = Path(tempfile.mkdtemp(prefix="dtr-sizing-image-", dir="/var/tmp"))
+    daemon = Dockerd(base, storage_driver="overlay2")
+    try:
+        yield daemon.start()
+    finally:
+        daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def image(dockerd):
+    base = import_base_image(dockerd)
+    started = time.monotonic()
+    dockerd.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", *_pip_build_args(),
+                   "-t", IMAGE, str(ROOT), timeout=900)
+    print(f"image build took {time.monotonic() - started:.0f}s")
+    return IMAGE
+
+
+@pytest.fixture
+def container(dockerd, image):
+    port = free_port()
+    name = f"dtr-sizing-exporter-{port}"
+    dockerd.docker("run", "-d", "--name", name, "--network", "host", "--health-interval", "1s",
+                   "-e", f"DTR_SIZING_HEALTHCHECK_URL=http://127.0.0.1:{port}/-/healthy",
+                   *_host_mounts(), image, *HOST_FLAGS, f"--web.listen-address=127.0.0.1:{port}")
+    try:
+        yield name, f"http://127.0.0.1:{port}"
+    finally:
+        dockerd.docker("rm", "-f", name, check=False)
+
+
+def _inspect(dockerd, name: str, template: str) -> str:
+    return dockerd.docker("inspect", "-f", template, name).stdout.strip()
+
+
+def _host_memtotal() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no MemTotal in /proc/meminfo")
+
+
+def test_image_serves_host_metrics_as_non_root_and_stops_cleanly(dockerd, container):
+    name, url = container
+    wait_for(lambda: requests.get(f"{url}/-/ready", timeout=2).ok, timeout=60, what="the first sampling pass")
+    body = requests.get(f"{url}/metrics", timeout=5).text
+    samples = dict(line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#"))
+    assert float(samples["dtr_memory_total_bytes"]) == _host_memtotal()  # read through /host/proc
+    for collector in ("memory", "cpu", "filesystem"):
+        assert float(samples[f'dtr_exporter_collector_success{{collector="{collector}"}}']) == 1
+
+    pid = int(_inspect(dockerd, name, "{{.State.Pid}}"))
+    status = Path(f"/proc/{pid}/status").read_text()
+    uids = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
+    assert uids == [UID] * 4, status
+    assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"/opt/dtr-sizing-exporter/bin/python"
+
+    wait_for(lambda: _inspect(dockerd, name, "{{.State.Health.Status}}") == "healthy",
+             timeout=30, what="the HEALTHCHECK to pass")
+
+    started = time.monotonic()
+    dockerd.docker("stop", "--time", "20", name)
+    elapsed = time.monotonic() - started
+    assert _inspect(dockerd, name, "{{.State.ExitCode}}") == "0"
+    assert elapsed < 5, f"docker stop took {elapsed:.1f}s: SIGTERM was not handled"
+
+
+def test_image_holds_only_the_installed_package(dockerd, image):
+    probe = ("import exporter, importlib.util, os; print(exporter.__file__); "
+             "print(importlib.util.find_spec('pip') is None, os.path.exists('/src'), os.getuid())")
+    out = dockerd.docker("run", "--rm", "--network", "host", "--entrypoint",
+                         "/opt/dtr-sizing-exporter/bin/python", image, "-c", probe).stdout.split()
+    assert out[0].startswith("/opt/dtr-sizing-exporter/lib/"), out
+    assert out[1:] == ["True", "False", UID], "pip or the sources were left in the image, or it runs as root"
+    labels = dockerd.client().images.get(image).labels
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.title"] == "dtr-sizing-exporter"
+
+
+def test_image_rejects_a_bad_flag_in_one_line(dockerd, image):
+    result = dockerd.docker("run", "--rm", "--network", "host", image, "--path.procs=/host/proc", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--path.procfs" in result.stderr, result.stderr

@@ -1,0 +1,169 @@
+"""The storage-facing collectors' edges: no path, a wrong path, ids, traffic parsing, progress, exposition."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter import progress
+from exporter.collectors import Context, Discovery
+from exporter.collectors.pagecache import PagecacheCollector
+from exporter.collectors.storage import StorageCollector
+from exporter.collectors.traffic import TrafficCollector, parse_net_dev, parse_registry_metrics
+from exporter.config import Config
+from exporter.exposition import to_text
+from exporter.sampler import Job, Sampler
+from exporter.sizing import UNKNOWN, evaluate
+from exporter.storage_id import storage_id
+from tests.support import require
+
+
+def ctx(path=None, **settings) -> Context:
+    return Context(config=Config(**settings), discovery=Discovery(Path(path) if path else None))
+
+
+def test_no_storage_path_is_a_reading_that_says_so():
+    reading = StorageCollector(ctx()).collect()
+    assert reading.storage is None and "no storage path" in reading.detail
+    cache = PagecacheCollector(ctx(registry_process_names=[])).collect()
+    assert cache.resident_bytes is None
+    verdicts = evaluate({"storage": reading, "pagecache": cache}, Config().thresholds_in_force())
+    assert {v.state for v in verdicts if v.check in ("storage_forecast", "page_cache_hit_ratio")} == {UNKNOWN}
+
+
+def test_path_set_later_by_discovery_is_followed(tmp_path):
+    context = ctx()
+    storage = StorageCollector(context)
+    assert storage.collect().storage is None
+    (tmp_path / "docker/registry/v2/blobs/sha256/ab/abcdef0123456789").mkdir(parents=True)
+    (tmp_path / "docker/registry/v2/blobs/sha256/ab/abcdef0123456789/data").write_bytes(b"12345")
+    context.discovery.storage_path = tmp_path
+    assert storage.collect().blob_bytes == 5
+
+
+def test_a_directory_that_is_not_a_store_fails_the_collector(tmp_path):
+    (tmp_path / "something-else").write_text("x")
+    sampler = Sampler({"storage": Job(StorageCollector(ctx(tmp_path)), 60, 10)})
+    status = sampler.run("storage")
+    assert not status.ok and "no docker/registry/v2" in status.error
+
+
+def test_unwritable_state_dir_is_partial_not_fatal(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    (tmp_path / "store").mkdir()
+    sampler = Sampler({"storage": Job(StorageCollector(ctx(tmp_path / "store", state_dir=str(blocked / "x"))),
+                                      60, 10)})
+    status = sampler.run("storage")
+    assert not status.ok and "cannot save" in status.error
+    assert status.reading is not None and status.reading.blobs == 0  # the numbers still stand
+
+
+def test_storage_id_of_nfs_and_bind_mounts(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    store = tmp_path / "mnt" / "registry"
+    store.mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text(
+        "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        f"2 1 0:99 /exports/dtr {tmp_path}/mnt rw - nfs4 filer.example:/vol rw,vers=4.2\n")
+    assert storage_id(store, proc) == "nfs:filer.example:/vol/exports/dtr/registry"
+    # a second replica mounting the same export elsewhere reports the same id
+    other = tmp_path / "elsewhere" / "registry"
+    other.mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text(
+        "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        f"2 1 0:98 /exports/dtr {tmp_path}/elsewhere rw - nfs4 filer.example:/vol/ rw\n")
+    assert storage_id(other, proc) == "nfs:filer.example:/vol/exports/dtr/registry"
+
+
+def test_storage_id_of_a_local_filesystem(tmp_path):
+    sid = storage_id(tmp_path, Path("/proc"))
+    assert sid.startswith(("uuid:", "dev:")) and sid.endswith(str(tmp_path))
+
+
+def test_registry_metrics_and_net_dev_parsing():
+    text = ('# TYPE registry_http_response_size_bytes histogram\n'
+            'registry_http_response_size_bytes_bucket{handler="blob",le="+Inf"} 3\n'
+            'registry_http_response_size_bytes_sum{handler="blob"} 1.5e+06\n'
+            'registry_http_response_size_bytes_sum{handler="manifest"} 2000\n'
+            'registry_http_request_size_bytes_sum{handler="blob_upload"} 4096\n')
+    assert parse_registry_metrics(text) == (1_502_000.0, 4096.0)
+    net = ("Inter-|   Receive |  Transmit\n face |bytes packets|bytes\n"
+           "    lo: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n"
+           "  eth0: 5000 10 0 0 0 0 0 0 9000 20 0 0 0 0 0 0\n")
+    assert parse_net_dev(net) == (9000, 5000)
+    with pytest.raises(ValueError):
+        parse_net_dev(net + "  bad line\n")
+
+
+def test_traffic_from_a_container_network_namespace(tmp_path):
+    """A process in its own network namespace (unshare -n) has its own counters."""
+    unshare = require("unshare")
+    sleeper = subprocess.Popen([unshare, "-n", "sleep", "30"])
+    try:
+        pid = sleeper.pid
+        ns = Path(f"/proc/{pid}/ns/net")
+        deadline = time.monotonic() + 10
+        while os.readlink(ns) == os.readlink("/proc/self/ns/net") and time.monotonic() < deadline:
+            time.sleep(0.05)  # unshare has not switched yet
+        reading = TrafficCollector(ctx(registry_process_names=[], registry_pids=[pid])).collect()
+        assert reading.source == "netns" and reading.served_bytes == 0  # a fresh namespace: only lo
+        none = TrafficCollector(ctx(registry_process_names=[], registry_pids=[os.getpid()])).collect()
+        assert none.source == "none" and none.served_bytes is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+class Slow:
+    name = "storage"
+
+    def __init__(self):
+        self.progress = 0
+
+    def collect(self):
+        for _ in range(30):
+            self.progress += 1000
+            time.sleep(0.05)
+        return None
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_line_only_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(progress, "DELAY", 0.1)
+    monkeypatch.setattr(progress, "EVERY", 0.1)
+    sampler = Sampler({"storage": Job(Slow(), 60, 10)})
+    tty, pipe = Tty(), io.StringIO()
+    with progress.shown(sampler, tty):
+        sampler.run("storage")
+    assert "entries examined" in tty.getvalue() and tty.getvalue().endswith("\r\033[K")
+    with progress.shown(sampler, pipe):
+        sampler.run("storage")
+    assert pipe.getvalue() == ""
+    assert not [t for t in threading.enumerate() if t.name == "scan-progress"]
+
+
+def test_exposition_passes_promtool(tmp_path):
+    store = tmp_path / "docker/registry/v2/blobs/sha256/ab/abcdef0123456789"
+    store.mkdir(parents=True)
+    (store / "data").write_bytes(b"x" * 100)
+    sampler = Sampler({"storage": Job(StorageCollector(ctx(tmp_path)), 60, 10),
+                       "pagecache": Job(PagecacheCollector(ctx(tmp_path, registry_process_names=[])), 60, 10),
+                       "traffic": Job(TrafficCollector(ctx(registry_process_names=[])), 60, 10)})
+    sampler.run_all()
+    snapshot = sampler.snapshot()
+    text = to_text(snapshot, evaluate(snapshot.readings, Config().thresholds_in_force()))
+    assert b'dtr_storage_blob_bytes{storage="' in text and b"dtr_storage_page_cache_bytes" in text
+    checked = subprocess.run([require("promtool"), "check", "metrics"], input=text, capture_output=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
