@@ -14,12 +14,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-# A wheel of the package, then a pip-less venv holding only it and its
-# dependencies: the sources and the build tools stay in this stage.
+# A wheel of the package, then a venv holding only it and its dependencies:
+# the sources and the build tools stay in this stage, and pip leaves the venv
+# (uninstalling it works with the old pip some bases bundle; --python needs 22.3).
 RUN python3 -m venv /opt/build \
  && /opt/build/bin/pip wheel --no-deps --wheel-dir /dist . \
- && python3 -m venv --without-pip /opt/dtr-sizing-exporter \
- && /opt/build/bin/pip --python /opt/dtr-sizing-exporter/bin/python install /dist/*.whl
+ && python3 -m venv /opt/dtr-sizing-exporter \
+ && /opt/dtr-sizing-exporter/bin/pip install /dist/*.whl \
+ && /opt/dtr-sizing-exporter/bin/pip uninstall --yes pip setuptools
 
 FROM ${BASE_IMAGE}
 ARG VERSION=0.1.0
@@ -33,6 +35,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DTR_SIZING_HEALTHCHECK_URL=http://127.0.0.1:9742/-/healthy
 COPY --from=build /opt/dtr-sizing-exporter /opt/dtr-sizing-exporter
+# The growth history's directory (--storage.state-dir), owned by the runtime
+# user: a named volume mounted here starts with that ownership.
+RUN mkdir -p /var/lib/dtr-sizing-exporter \
+ && chown 65534:65534 /var/lib/dtr-sizing-exporter
 # nobody:nogroup by number, so runAsNonRoot can verify it; it owns nothing here.
 USER 65534:65534
 EXPOSE 9742

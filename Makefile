@@ -5,7 +5,7 @@ VENV ?= .venv
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test check deps golden dashboards bench clean
+.PHONY: run test check deps golden dashboards bench clean chart-files image
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -39,6 +39,13 @@ bench: $(VENV)/.installed-test
 
 dashboards: $(VENV)/bin/python
 	$(VENV)/bin/python dashboards/generate.py
+
+# The chart's copies of alerts/ and dashboards/ (a test fails while they differ).
+chart-files:
+	scripts/sync-chart-files.sh
+
+image:
+	docker build -t dtr-sizing-exporter/dtr-sizing-exporter:$$($(PYTHON) -c 'import exporter; print(exporter.__version__)') .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

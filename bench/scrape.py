@@ -133,7 +133,7 @@ def main() -> None:
 
     store = f", store {args.storage}" if args.storage else ", no store attached"
     print(f"\n{args.scrapes} scrapes each (gzip, keep-alive); CPU over {span / 60:.1f} min, a scrape every 15 s{store}\n")
-    print("| exporter | median ms | p99 ms | body bytes (gzip) | RSS MiB after scrapes | RSS MiB at end "
+    print("| exporter | median ms | p99 ms | body bytes (uncompressed) | RSS MiB after scrapes | RSS MiB at end "
           "| CPU s/hour | % of one core |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():

@@ -41,8 +41,35 @@ started = time.monotonic()
 again = collector.collect()
 second = time.monotonic() - started
 print(json.dumps({"idle_rss": idle, "peak_rss": dict(rss())["VmHWM"], "blobs": r.blobs,
-                  "first": first, "second": second, "second_listed": again.scan_prefixes_listed}))
+                  "first": first, "second": second, "second_listed": again.scan_prefixes_changed}))
 """
+
+
+def exporter_rss(store: Path) -> tuple[float, float, float]:
+    """(RSS once the first scan is served, peak RSS, seconds to the first scan) of a real exporter."""
+    import requests
+    sys.path.insert(0, str(ROOT))
+    from tests.support import exporter_cmd, free_port
+    port = free_port()
+    proc = subprocess.Popen(exporter_cmd("--web.listen-address", f"127.0.0.1:{port}", "--storage.path", str(store),
+                                         "--log.level", "error"), cwd=ROOT)
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                if b"dtr_storage_scan_timestamp_seconds{" in requests.get(
+                        f"http://127.0.0.1:{port}/metrics", timeout=5).content:
+                    break
+            except requests.RequestException:
+                pass  # not listening yet
+            time.sleep(0.2)
+        took = time.monotonic() - started
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines())
+        kib = lambda key: int(status[key].split()[0]) / 1024  # noqa: E731
+        return kib("VmRSS"), kib("VmHWM"), took
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def drop_caches() -> None:
@@ -87,7 +114,7 @@ def main() -> None:
             "s.scan(); subprocess.run([sys.executable, sys.argv[3], sys.argv[1], sys.argv[4], '--add', "
             "'--repos', '0'], check=True, capture_output=True); time.sleep(2.5); "  # past the racy window
             "t = time.monotonic(); r = s.scan(); d = time.monotonic() - t; "
-            "print(json.dumps([d, r.blobs, r.prefixes_listed, r.files_examined]))")
+            "print(json.dumps([d, r.blobs, r.prefixes_changed, r.files_examined]))")
     added = max(1, blobs // 100)
     if args.cold:
         drop_caches()
@@ -96,11 +123,15 @@ def main() -> None:
                          capture_output=True, text=True, check=True).stdout
     inc, inc_blobs, listed, examined = json.loads(out)
     du_after, _ = timed(["du", "-s", str(args.store)], args.cold, runs=1)
-    rows.append(("incremental rescan after +1 %", f"{inc_blobs} blobs, {listed} prefixes listed, "
+    rows.append(("incremental rescan after +1 %", f"{inc_blobs} blobs, {listed} prefixes changed, "
                  f"{examined} entries examined", inc, du_after))
 
     mem = json.loads(subprocess.run([sys.executable, "-c", MEASURE, str(args.store), str(ROOT)],
                                     capture_output=True, text=True, check=True).stdout)
+    empty = args.store.parent / f"{args.store.name}-empty"
+    empty.mkdir(exist_ok=True)
+    idle_rss, idle_peak, _ = exporter_rss(empty)
+    rss, peak, first = exporter_rss(args.store)
     mode = "cold (caches dropped before each)" if args.cold else "warm"
     print(f"store {args.store}, {mode}\n")
     print("| step | store | exporter | du -s | du / exporter |")
@@ -110,7 +141,10 @@ def main() -> None:
     print(f"\nstorage collector, one process: idle RSS {mem['idle_rss'] / 2**20:.1f} MiB, peak RSS "
           f"{mem['peak_rss'] / 2**20:.1f} MiB (+{(mem['peak_rss'] - mem['idle_rss']) / 2**20:.1f} MiB) over a "
           f"first scan of {mem['blobs']} blobs ({mem['first']:.2f} s) and a rescan ({mem['second']:.3f} s, "
-          f"{mem['second_listed']} prefixes listed)")
+          f"{mem['second_listed']} prefixes changed)")
+    print(f"whole exporter (all default collectors): with an empty store RSS {idle_rss:.1f} MiB, peak "
+          f"{idle_peak:.1f} MiB; with this store RSS {rss:.1f} MiB, peak {peak:.1f} MiB "
+          f"(+{peak - idle_peak:.1f} MiB over the idle peak), first scan served after {first:.1f} s")
 
 
 if __name__ == "__main__":

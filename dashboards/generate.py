@@ -23,10 +23,10 @@ MAXIMUM_CHECKS = ("cpu_busy", "storage_io")
 NODE = 'job=~"$job", instance=~"$node"'
 
 
-def threshold(check: str, extra: str = "") -> dict:
+def threshold(check: str) -> dict:
     """The configured threshold of ``check`` as a target; the override in ``timeseries`` dashes it."""
-    return target(f'dtr_sizing_threshold{{{NODE}, check="{check}"{extra}}}', f"{{{{instance}}}} {check} {{{{severity}}}} threshold",
-                  ref="T")
+    legend = f"{{{{instance}}}} {check} {{{{severity}}}} threshold"
+    return target(f'dtr_sizing_threshold{{{NODE}, check="{check}"}}', legend, ref="T")
 
 
 def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False, table: bool = False) -> dict:
@@ -160,7 +160,9 @@ STATE_COLORS = [{"type": "value", "options": {
 STATE_OVERRIDE = [{"matcher": {"id": "byName", "options": "state"},
                    "properties": [{"id": "mappings", "value": STATE_COLORS},
                                   {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}]
-HEADROOM_OVERRIDE = [{"matcher": {"id": "byName", "options": "headroom"},
+NODE_LINK = {"matcher": {"id": "byName", "options": "instance"}, "properties": [{"id": "links", "value": [{
+    "title": "Node detail", "url": "/d/dtr-sizing-node/?var-datasource=${datasource}&var-node=${__value.raw}"}]}]}
+HEADROOM_OVERRIDE = [NODE_LINK, {"matcher": {"id": "byName", "options": "headroom"},
                       "properties": [{"id": "custom.cellOptions", "value": {"type": "color-background"}},
                                      {"id": "thresholds", "value": {"mode": "absolute", "steps": [
                                          {"value": None, "color": "red"}, {"value": 0, "color": "orange"},
@@ -183,7 +185,7 @@ def fleet() -> dict:
               rename={"Value": "headroom"}, sort="headroom", overrides=HEADROOM_OVERRIDE),
         table("Verdicts", "none", f"dtr_sizing_check_state{{{NODE}}} == 1",
               "Every check and severity of every node: ok, fail, unknown (not measured yet) or n/a.",
-              hide=("Value",), overrides=STATE_OVERRIDE),
+              hide=("Value",), overrides=[NODE_LINK, *STATE_OVERRIDE]),
         row("Fleet trends"),
         timeseries("RAM per node", "bytes", [target(f"dtr_memory_total_bytes{{{NODE}}}", "{{instance}}"),
                                              threshold("memory_total")], "KB: 4GB for smaller production installations."),
@@ -245,7 +247,9 @@ def node() -> dict:
         timeseries("Image store contents", "bytes", [
             target(f'dtr_storage_data_bytes{{{NODE}, storage=~"$storage"}}', "data"),
             target(f'dtr_storage_blob_bytes{{{NODE}, storage=~"$storage"}}', "blobs"),
-            target(f'dtr_storage_upload_bytes{{{NODE}, storage=~"$storage"}}', "uploads in progress or abandoned")]),
+            target(f'dtr_storage_upload_bytes{{{NODE}, storage=~"$storage"}}', "uploads in progress or abandoned"),
+            target(f'dtr_storage_abandoned_upload_bytes{{{NODE}, storage=~"$storage"}}', "abandoned uploads")],
+            "Abandoned uploads are a real way disks fill: the runbook says how to clean them."),
         timeseries("Time until the image store is full", "s", [
             target(f'dtr_storage_full_forecast_seconds{{{NODE}, storage=~"$storage"}}', "until full"),
             threshold("storage_forecast")], "KB: image storage scales linearly with the size and number of images."),
@@ -286,6 +290,10 @@ def node() -> dict:
               hide=("Value", "job", "instance"), w=18, h=4),
         timeseries("Components up", "none", [target(f"dtr_container_up{{{NODE}}}", "{{component}}")],
                    minimum=0, maximum=1),
+        timeseries("Replica health (DTR cluster status)", "none", [
+            target('min by (replica_id) (dtr_replica_healthy{job=~"$job"})', "{{replica_id}}")],
+            "1 when DTR's cluster status reports the replica OK; every replica's view, merged.",
+            minimum=0, maximum=1),
         timeseries("Component memory", "bytes", [target(f"dtr_container_memory_bytes{{{NODE}}}", "{{component}}")]),
         timeseries("Component CPU", "percentunit", [
             target(f"rate(dtr_container_cpu_seconds_total{{{NODE}}}{rate})", "{{component}}")], minimum=0),

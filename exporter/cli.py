@@ -46,7 +46,7 @@ FLAGS: dict[str, tuple[str, Callable[[object], object], str]] = {
 }
 
 
-DISCOVERERS = {"docker", "dtr_api"}
+DISCOVERERS = ("dtr_api", "docker")  # in this order: DTR's settings name the driver that dtr_info shows
 
 
 class UsageError(Exception):
@@ -130,8 +130,9 @@ def build(config: cfg.Config) -> tuple[Sampler, Renderer, Context]:
 
 def sample_once(sampler: Sampler) -> None:
     """One pass of every collector; rate-based ones get a second sample a moment later."""
-    first = [n for n in sampler.jobs if n in DISCOVERERS]  # they tell the others where the store is
-    sampler.run_all(first)
+    for name in DISCOVERERS:  # first: they tell the others where the store is and what drives it
+        if name in sampler.jobs:
+            sampler.run(name)
     with progress.shown(sampler):  # a first scan of a large store takes minutes
         sampler.run_all([n for n in sampler.jobs if n not in DISCOVERERS])
     windowed = [n for n, job in sampler.jobs.items() if getattr(job.collector, "window", None) is not None]

@@ -110,16 +110,19 @@ def version_of(members: list[Member]) -> str | None:
 
 
 def scan_shared_store(mode: str, network: bool, replica_id: str | None, replicas: tuple[str, ...]) -> bool:
-    """Whether this replica walks a store that other replicas may share.
+    """Whether this replica walks its store, given that a store on a network filesystem may be shared.
 
-    ``always`` and ``never`` say so. ``auto`` walks a local store always; a
-    network store only on the lowest replica id the DTR API reports, so one
-    shared NFS export is walked once per cluster, not once per replica. Without
-    the API's replica list, or when this replica is not in it, it walks: the
-    same figures twice cost I/O, no figures at all cost the forecast.
+    A local store is this node's own and is always walked. A network store:
+    ``always`` and ``never`` say so; ``auto`` walks it only on the lowest
+    replica id the DTR API reports, so one shared NFS export is walked once per
+    cluster, not once per replica. Without the API's replica list, or when this
+    replica is not in it, ``auto`` walks: the same figures twice cost I/O, no
+    figures at all cost the forecast.
     """
-    if mode in ("always", "never"):
-        return mode == "always"
-    if not network or not replicas or replica_id not in replicas:
+    if not network or mode == "always":
+        return True
+    if mode == "never":
+        return False
+    if not replicas or replica_id not in replicas:
         return True
     return replica_id == min(replicas)

@@ -15,7 +15,8 @@ SECTOR_BYTES = 512  # /proc/diskstats counts 512-byte sectors whatever the devic
 
 
 def read(root: Path, *parts: str) -> str:
-    return root.joinpath(*parts).read_text(encoding="ascii", errors="replace")
+    # utf-8, not ascii: a mountpoint such as /srv/données must compare equal with the real path
+    return root.joinpath(*parts).read_text(encoding="utf-8", errors="replace")
 
 
 def _int(text: str, where: str) -> int:

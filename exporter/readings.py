@@ -80,7 +80,7 @@ class StorageReading:
     data_bytes: int = 0  # blobs + uploads
     scan_errors: int = 0  # directories or files that could not be read
     scan_full: bool = True  # False: an incremental rescan
-    scan_prefixes_listed: int = 0
+    scan_prefixes_changed: int = 0
     scan_files: int = 0
     scan_duration_seconds: float = 0.0
     scan_timestamp_seconds: float = 0.0

@@ -53,5 +53,8 @@ def as_table(snapshot: Snapshot, verdicts: list[Verdict], color: bool = False) -
         lines.extend(f"collector {f}" for f in failed)
     fails = sum(v.state == FAIL for v in verdicts)
     lines.append("")
-    lines.append(f"{fails} failing check(s)" if fails else "this node meets every sizing check it could measure")
+    unknown = sum(v.state == UNKNOWN for v in verdicts)
+    summary = f"{fails} failing check(s)" if fails else "this node meets every sizing check it could measure"
+    # say how much went unmeasured, so a run whose collectors all failed does not read as a pass
+    lines.append(summary + (f"; {unknown} could not be measured" if unknown else ""))
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Walks a Distribution filesystem store: blobs, repositories and uploads.
+"""Walks a Distribution filesystem store: blobs here, repositories and uploads in exporter.repositories.
 
 Layout (under ``docker/registry/v2``)::
 
@@ -17,9 +17,10 @@ directories created since the last scan, and only those are stat-ed. Without
 inotify (a network filesystem, where other hosts' changes raise no events,
 an event queue overflow, no watches left) a changed prefix is listed (names
 only, no stat) and again only digests not seen before are stat-ed. A prefix
-that lost a digest (garbage collection) is measured again in full. A change *inside* a digest directory (a ``data`` file
-truncated in place, which the registry never does) leaves the prefix
-unchanged: a full verification every ``verify_every`` seconds catches it.
+that lost a digest (garbage collection) is measured again in full. A change
+*inside* a digest directory (a ``data`` file truncated in place, which the
+registry never does) leaves the prefix unchanged: a full verification every
+``verify_every`` seconds catches it.
 
 Symlinks are never followed. A file that vanishes mid-scan (garbage
 collection, a concurrent push) is simply not counted. A directory that
@@ -32,16 +33,15 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from . import inotify
+from . import inotify, repositories
+from .repositories import Uploads
 
 V2 = Path("docker", "registry", "v2")
 KEY = 8  # bytes of a digest kept per blob: 8 MiB per million blobs
 RACY_SECONDS = 2.0  # a directory changed this recently may change again within the same mtime tick
-ABANDONED_AFTER = 3600.0  # an upload whose data has not been written for an hour is abandoned
 
 
 def resolve_v2(path: Path) -> Path | None:
@@ -66,18 +66,9 @@ class Prefix:
     blobs: int
     bytes: int
     errors: int
-    keys: bytes = b""  # KEY bytes per blob counted, sorted: which digests are known, to stat only new ones
+    keys: bytes = b""  # KEY bytes per blob counted: which digests are known, to stat only new ones
     pending: tuple[str, ...] = ()  # digest directories seen without data yet (a push in flight)
     watched: bool = False  # inotify reports what is added here
-
-
-@dataclass
-class Uploads:
-    count: int = 0
-    bytes: int = 0
-    oldest_started: float | None = None  # Unix seconds
-    abandoned: int = 0
-    abandoned_bytes: int = 0
 
 
 @dataclass
@@ -85,9 +76,9 @@ class Result:
     blobs: int = 0
     blob_bytes: int = 0
     repositories: int = 0
-    uploads: Uploads = field(default_factory=Uploads)
+    uploads: Uploads = field(default_factory=Uploads)  # from exporter.repositories
     errors: int = 0
-    prefixes_listed: int = 0  # prefix directories listed this time (the rest came from summaries)
+    prefixes_changed: int = 0  # prefix directories looked into this time (the rest came from summaries)
     files_examined: int = 0
     full: bool = True
 
@@ -129,7 +120,7 @@ class Scanner:
             self._watcher: inotify.Watcher | None = inotify.Watcher()
         except OSError:
             self._watcher = None  # out of inotify instances: listing changed prefixes still works
-        self._created: dict[str, set[str]] = {}
+        self._created: dict[str, dict[str, bool]] = {}  # prefix -> new entry -> is a directory
         self._dirty: set[str] = set()
 
     def close(self) -> None:
@@ -149,7 +140,8 @@ class Scanner:
             return
         for path, mask, name in events:
             if mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO) and name:
-                self._created.setdefault(path, set()).add(name)
+                # IN_ISDIR: the entry is a directory, not a symlink, so it needs no lstat
+                self._created.setdefault(path, {})[name] = bool(mask & inotify.IN_ISDIR)
             else:  # a removal, a move away, a chmod of the prefix itself
                 self._dirty.add(path)
 
@@ -170,7 +162,9 @@ class Scanner:
         result = Result(full=full)
         self._drain()
         self._scan_blobs(result, throttle, full, now)
-        self._scan_repositories(self.v2 / "repositories", result, throttle, now)
+        repos = repositories.walk(self.v2 / "repositories", now, self._tick(throttle))
+        result.repositories, result.uploads = repos.count, repos.uploads
+        result.errors += repos.errors
         result.files_examined = self.progress
         if full:
             self._last_full = now
@@ -186,7 +180,7 @@ class Scanner:
                 if prefix is None:  # vanished between listing and stat
                     continue
                 if prefix is not self._prefixes.get(entry.path):
-                    result.prefixes_listed += 1
+                    result.prefixes_changed += 1
                 seen[entry.path] = prefix
                 result.blobs += prefix.blobs
                 result.blob_bytes += prefix.bytes
@@ -204,18 +198,22 @@ class Scanner:
             if not full and known is not None and not known.errors:
                 if known.watched and entry.path not in self._dirty:
                     # inotify named what was added: no listing at all
-                    names = sorted(self._created.get(entry.path, set()).union(known.pending))
+                    found = {n: False for n in known.pending}
+                    found.update(self._created.get(entry.path, {}))
                 else:
                     names = os.listdir(entry.path)  # names only: four times cheaper than entries with types
                     listed = {_key(n) for n in names}
                     if any(known.keys[i:i + KEY] not in listed for i in range(0, len(known.keys), KEY)):
-                        names = None  # something was removed: measure the prefix again
-                if names is not None:  # only the new digests need a stat
+                        found = None  # something was removed: measure the prefix again
+                    else:
+                        found = dict.fromkeys(names, False)
+                if found is not None:  # only the new digests need a stat
                     watched = self._watch(entry.path)
-                    new = [n for n in names if not _has(known.keys, _key(n)) and _is_real_dir(entry.path, n)]
+                    new = [n for n, is_dir in found.items()
+                           if not _has(known.keys, _key(n)) and (is_dir or _is_real_dir(entry.path, n))]
                     blobs, size, errors, counted, pending = self._measure(entry.path, new, throttle)
                     return Prefix(None if racy or errors else key, known.blobs + blobs, known.bytes + size,
-                                  errors, _merge(known.keys, counted), pending, watched)
+                                  errors, known.keys + b"".join(counted), pending, watched)
             watched = self._watch(entry.path)  # before listing, so nothing added meanwhile is missed
             with os.scandir(entry.path) as listing:  # d_type: no stat per entry, symlinks not followed
                 names = [d.name for d in listing if d.is_dir(follow_symlinks=False)]
@@ -224,8 +222,13 @@ class Scanner:
         except OSError:
             return Prefix(None, 0, 0, 1)
         blobs, size, errors, counted, pending = self._measure(entry.path, names, throttle)
-        return Prefix(None if racy or errors else key, blobs, size, errors, b"".join(sorted(counted)), pending,
-                      watched)
+        return Prefix(None if racy or errors else key, blobs, size, errors, b"".join(counted), pending, watched)
+
+    def _tick(self, throttle: Throttle) -> Callable[[], None]:
+        def tick() -> None:
+            self.progress += 1
+            throttle.tick()
+        return tick
 
     def _measure(self, prefix: str, names: list[str], throttle: Throttle):
         """(blobs, bytes, errors, keys of the blobs counted, names without data) for digest directories."""
@@ -235,7 +238,7 @@ class Scanner:
             self.progress += 1
             throttle.tick()
             try:
-                data = os.stat(os.path.join(prefix, name, "data"), follow_symlinks=False)
+                data = os.stat(f"{prefix}/{name}/data", follow_symlinks=False)
             except FileNotFoundError:
                 if _is_real_dir(prefix, name):
                     pending.append(name)  # a digest directory still being written: look again next time
@@ -249,64 +252,6 @@ class Scanner:
                 counted.append(_key(name))
         return blobs, size, errors, counted, tuple(pending)
 
-    # --- repositories and uploads -------------------------------------------
-
-    def _scan_repositories(self, root: Path, result: Result, throttle: Throttle, now: float) -> None:
-        """Repository directories are the ones holding ``_manifests``, ``_layers`` or ``_uploads``."""
-        stack = [root]
-        while stack:
-            directory = stack.pop()
-            is_repo = False
-            for entry in _subdirs(directory, result, missing_ok=directory is root):
-                name = entry.name
-                if name in ("_manifests", "_layers"):
-                    is_repo = True
-                elif name == "_uploads":
-                    is_repo = True
-                    self._scan_uploads(Path(entry.path), result, throttle, now)
-                elif not name.startswith("_"):
-                    stack.append(Path(entry.path))
-            result.repositories += is_repo
-
-    def _scan_uploads(self, uploads: Path, result: Result, throttle: Throttle, now: float) -> None:
-        total = result.uploads
-        for upload in _subdirs(uploads, result):
-            self.progress += 1
-            throttle.tick()
-            size, written, started = _upload(Path(upload.path))
-            if started is None:
-                continue  # vanished mid-scan
-            total.count += 1
-            total.bytes += size
-            if total.oldest_started is None or started < total.oldest_started:
-                total.oldest_started = started
-            if now - written > ABANDONED_AFTER:
-                total.abandoned += 1
-                total.abandoned_bytes += size
-
-
-def _upload(path: Path) -> tuple[int, float, float | None]:
-    """(bytes, last write time, start time) of one upload; start None when it is gone."""
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return 0, 0.0, None
-    size, written = 0, st.st_mtime
-    try:
-        data = os.stat(path / "data", follow_symlinks=False)
-        if _is_file(data.st_mode):
-            size, written = data.st_size, data.st_mtime
-    except OSError:
-        pass  # an upload just created has no data yet
-    started = st.st_mtime
-    try:
-        # the registry writes the start time as RFC 3339 into startedat
-        text = (path / "startedat").read_text(encoding="ascii", errors="replace").strip()
-        started = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except (OSError, ValueError):
-        pass  # fall back to the directory's time
-    return size, written, started
-
 
 def _key(name: str) -> bytes:
     """KEY bytes naming a digest directory: its leading hex, or a hash of an odd name."""
@@ -317,32 +262,12 @@ def _key(name: str) -> bytes:
         return hashlib.blake2b(name.encode(errors="surrogateescape"), digest_size=KEY).digest()
 
 
-def _position(keys: bytes, key: bytes) -> int:
-    """Index of the first key in the sorted ``keys`` not below ``key`` (binary search, no copies)."""
-    lo, hi = 0, len(keys) // KEY
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if keys[mid * KEY:(mid + 1) * KEY] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
 def _has(keys: bytes, key: bytes) -> bool:
-    at = _position(keys, key) * KEY
-    return keys[at:at + KEY] == key
-
-
-def _merge(keys: bytes, new: list[bytes]) -> bytes:
-    """``keys`` with ``new`` inserted, still sorted."""
-    parts, start = [], 0
-    for key in sorted(new):
-        at = _position(keys, key) * KEY
-        parts += (keys[start:at], key)
-        start = at
-    parts.append(keys[start:])
-    return b"".join(parts)
+    """Whether ``key`` is one of the KEY-byte records of ``keys`` (a C substring search, aligned)."""
+    at = keys.find(key)
+    while at != -1 and at % KEY:
+        at = keys.find(key, at + 1)
+    return at != -1
 
 
 def _is_real_dir(parent: str, name: str) -> bool:
@@ -356,15 +281,13 @@ def _is_file(mode: int) -> bool:
     return (mode & 0o170000) == 0o100000
 
 
-def _subdirs(path: Path, result: Result, missing_ok: bool = True):
+def _subdirs(path: Path, result: Result) -> list[os.DirEntry]:
     """Directory entries of ``path`` that are real directories; errors counted, not raised."""
     try:
         with os.scandir(path) as entries:
             return [e for e in entries if e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
-        if not missing_ok:
-            result.errors += 1
-        return []
+        return []  # nothing stored yet, or removed meanwhile
     except OSError:
         result.errors += 1
         return []

@@ -184,7 +184,7 @@ def _storage_forecast(r: Mapping[str, Any]) -> Observation:
     storage = r.get("storage")
     forecast = getattr(storage, "full_forecast_seconds", None)
     if forecast is None:
-        return Observation(detail="needs more history")
+        return Observation(detail=getattr(storage, "detail", "") or "needs more history")
     return Observation(forecast, "at the measured growth")
 
 

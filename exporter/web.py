@@ -147,6 +147,7 @@ class Server:
         self.app, self.ssl_context = app, ssl_context
         self.sockets = listen(host, port)
         self.connections = 0
+        self._handlers: set[asyncio.Task] = set()  # open connections, ended at shutdown
         self._bcrypt = ThreadPoolExecutor(BCRYPT_WORKERS, thread_name_prefix="bcrypt")
 
     async def answer(self, request: Request) -> Response:
@@ -162,6 +163,7 @@ class Server:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self._handlers.add(asyncio.current_task())
         try:
             if self.connections > MAX_CONNECTIONS:
                 return
@@ -190,10 +192,13 @@ class Server:
                     return
         except (asyncio.TimeoutError, ConnectionError):  # a client that stopped reading
             return
+        except asyncio.CancelledError:  # shutdown: end quietly, asyncio would log a cancelled handler
+            return
         except Exception:  # never let one connection's fault reach the server
             log.exception("request failed")
         finally:
             self.connections -= 1
+            self._handlers.discard(asyncio.current_task())
             writer.close()
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -206,6 +211,10 @@ class Server:
         await stop.wait()
         for server in servers:
             server.close()
+        handlers = list(self._handlers)  # idle keep-alive connections: end them before the loop goes
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         if watch:
             await watch
 

@@ -40,7 +40,7 @@ class Dockerd:
         return [DOCKER, "-H", self.host]
 
     def docker(self, *args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-        env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+        env = {**os.environ, **kw.pop("env", {}), "DOCKER_BUILDKIT": "0"}  # env: extra variables
         return subprocess.run([*self.cli, *args], check=check, capture_output=True, text=True,
                               timeout=timeout, env=env, **kw)
 

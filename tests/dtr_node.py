@@ -159,6 +159,7 @@ class DtrNode:
         containers running; only processes tied to this node's directory are touched.
         """
         base = str(self.base.resolve())
+        killed = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
                 continue
@@ -170,6 +171,8 @@ class DtrNode:
             if base in cmdline or root.startswith(base):
                 with contextlib.suppress(OSError):
                     os.kill(int(proc.name), signal.SIGKILL)
+                    killed.append(proc)
+        wait_for(lambda: not any((p / "root").exists() for p in killed), timeout=30, what="reaped processes gone")
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
         for mountpoint in sorted((m for m in mounts if m.startswith(base)), key=len, reverse=True):
             subprocess.run(["umount", "-l", mountpoint], capture_output=True)

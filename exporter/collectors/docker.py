@@ -130,12 +130,15 @@ class DockerCollector:
         return None, None
 
     def _stats(self, api, running: list[dtr.Member]) -> tuple[dict[str, dict], list[str]]:
+        from docker.errors import NotFound
         futures = {self._pool.submit(api.stats, m.container_id, stream=False): m for m in running}
         done, _ = wait(futures, timeout=self.timeout * STATS_SHARE)
         stats, missing = {}, []
         for future, member in futures.items():
             if future in done and future.exception() is None:
                 stats[member.container_id] = future.result()
+            elif future in done and isinstance(future.exception(), NotFound):
+                continue  # removed since the listing (an upgrade replacing it): no stats, no fault
             else:
                 missing.append(member.name)
                 future.cancel()

@@ -4,12 +4,14 @@ Emits dtr_storage_page_cache_bytes{storage}, dtr_storage_page_cache_error_bytes{
 dtr_storage_page_cache_sampled_ratio{storage}, dtr_page_cache_hit_ratio{scope="registry"},
 dtr_registry_processes.
 
-Resident bytes: cachestat() (or mincore) on every blob ``data`` file of a
+Resident bytes: cachestat() (or mincore) on the blob ``data`` files of a
 random choice of 2-hex prefix directories, at least MIN_PREFIXES and until
-SAMPLE_FILES files, scaled up by the share of prefixes measured. Digests are
-uniformly spread over prefixes, so this cluster sample is unbiased; its
-standard error is computed from the spread between the measured prefixes.
-With few blobs every prefix is measured and the figure is exact.
+SAMPLE_FILES files, at most PER_PREFIX random files in each; each prefix's
+figure is scaled by its files over those measured, the sum by the prefixes
+in the store over those measured. Digests are uniformly spread, so this
+two-stage sample is unbiased; its standard error is estimated from the
+spread between the measured prefixes' figures (the usual ultimate-cluster
+estimate). With few blobs every file is measured and the figure is exact.
 
 Hit ratio: over the last WINDOW seconds, 1 - read_bytes / rchar summed over
 the registry processes' /proc/<pid>/io (read_bytes: what they caused to be
@@ -35,6 +37,7 @@ from . import PartialReading
 
 SAMPLE_FILES = 4000
 MIN_PREFIXES = 8
+PER_PREFIX = 256  # files measured at most per prefix directory (a random subset of larger ones)
 WINDOW = 300.0
 MIN_READ = 1 << 20  # below a MiB read in the window the ratio says nothing
 
@@ -114,7 +117,10 @@ class PagecacheCollector:
             if len(totals) >= MIN_PREFIXES and files >= SAMPLE_FILES:
                 break
             cached = 0
-            for digest in _dirs(prefix):
+            digests = _dirs(prefix)
+            chosen = digests if len(digests) <= PER_PREFIX else self._random.sample(digests, PER_PREFIX)
+            scale = len(digests) / len(chosen) if chosen else 0.0
+            for digest in chosen:
                 data = os.path.join(digest, "data")
                 try:
                     if method is None:
@@ -127,7 +133,7 @@ class PagecacheCollector:
                 except OSError:
                     continue  # vanished, a symlink, or no data yet
                 files += 1
-            totals.append(cached)
+            totals.append(cached * scale)
         n, total = len(totals), len(prefixes)
         if n == 0:
             return PagecacheReading(sid, "no blobs", method, 0, 0, 1.0, hit, span, found)

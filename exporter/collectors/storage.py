@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from .. import mounts
+from .. import dtr, mounts
 from ..config import Config
 from ..forecast import Sample, forecast
 from ..history import History
@@ -55,8 +55,13 @@ class StorageCollector:
         if v2 is None:
             raise FileNotFoundError(f"{root}: no docker/registry/v2 (nor blobs/, repositories/) here")
         sid = storage_id(Path(root), self.ctx.procfs, self.ctx.rootfs)
+        elsewhere = self._left_to_another_replica(Path(root))
+        if elsewhere:
+            return StorageReading(path=str(root), detail=elsewhere)
         if self._key != (v2, sid):  # a new store: start afresh
             self._key = (v2, sid)
+            if self._scanner:
+                self._scanner.close()
             self._scanner = Scanner(v2, self.config.scan_rate)
             self._history = History(self.config.state_dir, sid)
         started, start_clock = time.monotonic(), time.time()
@@ -75,7 +80,7 @@ class StorageCollector:
             upload_oldest_age_seconds=None if uploads.oldest_started is None else max(0.0, now - uploads.oldest_started),
             abandoned_uploads=uploads.abandoned, abandoned_upload_bytes=uploads.abandoned_bytes,
             data_bytes=data, scan_errors=result.errors, scan_full=result.full,
-            scan_prefixes_listed=result.prefixes_listed, scan_files=result.files_examined,
+            scan_prefixes_changed=result.prefixes_changed, scan_files=result.files_examined,
             scan_duration_seconds=duration, scan_timestamp_seconds=start_clock, avail_bytes=avail,
             growth_bytes_per_second=fc.growth_bytes_per_second, full_forecast_seconds=fc.seconds_to_full,
             history_samples=len(self._history.samples), devices=self._devices(v2),
@@ -86,6 +91,15 @@ class StorageCollector:
         if problems:
             raise PartialReading(reading, "; ".join(problems))
         return reading
+
+    def _left_to_another_replica(self, root: Path) -> str | None:
+        """Why this replica does not walk a shared network store (storage.scan_shared), or None when it does."""
+        where = mounts.locate(root, mounts.mount_table(self.ctx.procfs), self.ctx.rootfs)
+        found = self.ctx.discovery
+        if dtr.scan_shared_store(self.config.scan_shared, where.network, found.replica_id, found.replicas):
+            return None
+        walker = f"replica {min(found.replicas)}" if found.replicas else "another replica"
+        return f"shared store on {where.fstype} is walked by {walker} (storage.scan_shared={self.config.scan_shared})"
 
     def _devices(self, v2: Path) -> tuple[str, ...]:
         try:

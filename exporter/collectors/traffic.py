@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import os
 
-import requests
-
 from ..config import Config
 from ..processes import registry_pids
 from ..readings import TrafficReading
@@ -61,11 +59,14 @@ class TrafficCollector:
     def __init__(self, ctx):
         self.ctx = ctx
         self.config = ctx.config or Config()
-        self.session = requests.Session()
+        self.session = None  # made on first use: importing requests costs ~6 MiB resident, needed only with a URL
 
     def collect(self) -> TrafficReading:
         url = self.config.registry_metrics_url
         if url:
+            if self.session is None:
+                import requests
+                self.session = requests.Session()
             with self.session.get(url, timeout=5, stream=True, allow_redirects=False) as answer:
                 answer.raise_for_status()
                 body = answer.raw.read(MAX_BODY + 1, decode_content=True)

@@ -1,8 +1,9 @@
 """DTR alerts and dashboard panels on a real Prometheus, against issue 4's stand-in DTR node.
 
 The node (tests/dtr_node.py) is DTR's containers on a real dockerd, the API a stand-in server
-(tests/standin_dtr.py). For speed the rules are loaded from a copy in which DTRComponentDown and
-DTRAPIUnreachable have ``for: 0s`` instead of 5m / 10m; the expressions are unchanged.
+(tests/standin_dtr.py). For speed the rules are loaded from a copy in which DTRComponentDown,
+DTRAPIUnreachable and DTRReplicaUnhealthy have ``for: 0s`` instead of 5m / 10m / 5m; the
+expressions are unchanged.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from tests.support import ROOT, Exporter, wait_for
 
 RULES = ROOT / "alerts" / "dtr-sizing.rules.yml"
 NODE_DASHBOARD = ROOT / "dashboards" / "dtr-sizing-node.json"
-SHORTENED = ("DTRComponentDown", "DTRAPIUnreachable")
-DTR_METRICS = ("dtr_info", "dtr_api_up", "dtr_container_")
+SHORTENED = ("DTRComponentDown", "DTRAPIUnreachable", "DTRReplicaUnhealthy")
+DTR_METRICS = ("dtr_info", "dtr_api_up", "dtr_container_", "dtr_replica_")
 # Docker reports no network counters for a container on the host network, and this machine has no
 # bridge, so the stand-in's containers use host networking: these are absent here (checked below).
 EMPTY_HERE = ("dtr_container_network_receive_bytes_total", "dtr_container_network_transmit_bytes_total")
+OTHER_REPLICA = "0f9e8d7c6b5a"  # a second replica in the stand-in's cluster status
 VARIABLES = {"$job": ".*", "$node": ".*", "$storage": ".*", "$__rate_interval": "15s"}
 
 
@@ -42,7 +44,7 @@ def stack(dtr_node, tmp_path_factory):  # noqa: F811 (the fixture imported above
                                    "dtr_api": {"enabled": True, "interval": "1s"}})
     settings["dtr"] = {"timeout": "1s"}
     config.write_text(yaml.safe_dump(settings))
-    with StandinDtr({dtr_node.replica_id: "OK"}) as dtr, \
+    with StandinDtr({dtr_node.replica_id: "OK", OTHER_REPLICA: "OK"}) as dtr, \
             Exporter("--config.file", str(config), "--docker.host", dtr_node.host, "--dtr.url", dtr.url,
                      "--dtr.username", dtr.username, "--storage.state-dir", str(tmp / "state"),
                      env={"DTR_PASSWORD": dtr.password}) as exporter, \
@@ -82,7 +84,8 @@ def test_a_stopped_component_fires_and_resolves(stack):
         firing = wait_for(lambda: prom.alerts("DTRComponentDown", "firing"), timeout=60, what="DTRComponentDown")
         assert [a["labels"]["component"] for a in firing] == ["jobrunner"]
         assert firing[0]["labels"]["severity"] == "critical"
-        assert firing[0]["annotations"]["summary"] == f"DTR component jobrunner is down on {firing[0]['labels']['instance']}."
+        instance = firing[0]["labels"]["instance"]
+        assert firing[0]["annotations"]["summary"] == f"DTR component jobrunner is down on {instance}."
     finally:
         node.dockerd.docker("start", node.name("jobrunner"))
     wait_for(lambda: prom.alerts("DTRComponentDown") == [], timeout=60, what="DTRComponentDown resolved")
@@ -98,3 +101,15 @@ def test_a_broken_dtr_api_fires_and_resolves(stack):
     finally:
         dtr.mode = "ok"
     wait_for(lambda: prom.alerts("DTRAPIUnreachable") == [], timeout=60, what="DTRAPIUnreachable resolved")
+
+
+def test_a_replica_reported_down_fires_and_resolves(stack):
+    _, dtr, prom = stack
+    assert prom.alerts("DTRReplicaUnhealthy") == []
+    dtr.replicas[OTHER_REPLICA] = "down"
+    try:
+        firing = wait_for(lambda: prom.alerts("DTRReplicaUnhealthy", "firing"), timeout=60, what="DTRReplicaUnhealthy")
+        assert [(a["labels"]["replica_id"], a["labels"]["severity"]) for a in firing] == [(OTHER_REPLICA, "warning")]
+    finally:
+        dtr.replicas[OTHER_REPLICA] = "OK"
+    wait_for(lambda: prom.alerts("DTRReplicaUnhealthy") == [], timeout=60, what="DTRReplicaUnhealthy resolved")

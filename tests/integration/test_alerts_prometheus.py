@@ -27,6 +27,7 @@ EMPTY_HERE = {
     # no DTR replica on this host: the docker and dtr_api collectors are off
     "DTRComponentDown": "dtr_container_up",
     "DTRAPIUnreachable": "dtr_api_up",
+    "DTRReplicaUnhealthy": "dtr_replica_healthy",
 }
 
 

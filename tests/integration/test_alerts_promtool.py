@@ -40,7 +40,8 @@ def test_promtool_unit_tests_pass():
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
 def test_alert_carries_severity_summary_description_runbook(rule):
     # Sizing alerts take severity from the dtr_sizing_threshold series they join; the others set it.
-    assert "severity" in rule.get("labels", {}) or "group_right" in rule["expr"] and "dtr_sizing_threshold" in rule["expr"]
+    from_threshold = "group_right" in rule["expr"] and "dtr_sizing_threshold" in rule["expr"]
+    assert "severity" in rule.get("labels", {}) or from_threshold
     assert rule.get("labels", {}).get("severity", "warning") in ("warning", "critical")
     annotations = rule["annotations"]
     assert {"summary", "description", "runbook_url"} <= set(annotations)

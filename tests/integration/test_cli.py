@@ -23,9 +23,12 @@ def test_check_exit_status(profile_run, profile, status):
     done = profile_run(profile, "check")
     assert done.returncode == status, done.stderr
     assert "Traceback" not in done.stderr
+    # one pass cannot measure cpu_busy (needs two samples), page_cache_hit_ratio and storage_forecast
+    # (their collectors are off); without --storage.path, small cannot measure inodes_free either
+    unknown = f"; {6 if profile == 'small' else 4} could not be measured"
     last = done.stdout.rstrip().splitlines()[-1]
     assert last == ("this node meets every sizing check it could measure" if status == 0
-                    else f"{last.split()[0]} failing check(s)")
+                    else f"{last.split()[0]} failing check(s)") + unknown
 
 
 def test_check_json_schema(profile_run):
@@ -55,13 +58,15 @@ def one_line_error(*args: str) -> str:
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["check", "--web.listen-adress", ":1"], "unknown flag --web.listen-adress (did you mean --web.listen-address?)"),
+    (["check", "--web.listen-adress", ":1"],
+     "unknown flag --web.listen-adress (did you mean --web.listen-address?)"),
     (["check", "--log.level", "loud"], "'loud' is not one of debug, info, warn, error"),
     (["check", "--web.listen-address", "nowhere"], "'nowhere' is not host:port"),
     (["check", "--output", "yaml"], "invalid choice: 'yaml'"),
-    (["chekc"], "invalid choice: 'chekc'"),
+    (["chekc"], "invalid choice: 'chekc' (choose from 'serve', 'check', 'metrics')"),
     (["check", "--collector.cpu", "--no-collector.cpu"], "not allowed with argument"),
-    (["serve", "--web.listen-address", f"127.0.0.1:{free_port()}", "--web.config.file", "/nonexistent/web.yml"], "web.yml"),
+    (["serve", "--web.listen-address", f"127.0.0.1:{free_port()}", "--web.config.file", "/nonexistent/web.yml"],
+     "/nonexistent/web.yml"),
 ])
 def test_bad_flags(args, expected):
     assert expected in one_line_error(*args)

@@ -26,7 +26,7 @@ EMPTY_HERE = {
     "dtr_storage_growth_bytes_per_second": "growth needs more history than a test has",
     "dtr_storage_full_forecast_seconds": "the forecast needs more history than a test has",
     # no DTR replica on this host: the docker and dtr_api collectors are off
-    "dtr_api_up": "no DTR API here", "dtr_info": "no DTR replica here",
+    "dtr_api_up": "no DTR API here", "dtr_info": "no DTR replica here", "dtr_replica_healthy": "no DTR API here",
     "dtr_container_up": "no DTR containers here", "dtr_container_memory_bytes": "no DTR containers here",
     "dtr_container_cpu_seconds_total": "no DTR containers here",
     "dtr_container_network_receive_bytes_total": "no DTR containers here",

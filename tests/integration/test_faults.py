@@ -11,6 +11,7 @@ history, forecast).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -196,7 +197,7 @@ def test_thousands_of_entries_changing_during_scans(host):
     def churn():
         n = 0
         while not stop.is_set():
-            digest = prefix / f"ff{n % 2000:062x}"
+            digest = prefix / ("ff" + hashlib.sha256(str(n % 2000).encode()).hexdigest()[2:])  # real-looking
             if digest.exists():
                 shutil.rmtree(digest, ignore_errors=True)
             else:

@@ -164,3 +164,14 @@ def test_renewed_certificate_is_served_without_a_restart(tmp_path, certs):
         wait_for(lambda: served_certificate(exporter.port, certs) != first, timeout=10, what="the renewed certificate")
         assert requests.get(exporter.url + "/metrics", verify=str(certs.ca), timeout=5).status_code == 200
         assert exporter.proc.poll() is None
+
+
+def test_stop_with_keep_alive_connections_open_is_clean(tmp_path, certs):
+    config = write_config(tmp_path / "web.yml", certs)
+    exporter = LoggedExporter("--web.config.file", str(config), log_path=tmp_path / "log", scheme="https",
+                              probe=tls_probe(certs, client=False)).start()
+    with requests.Session() as session:  # holds its connection open, idle, while the exporter stops
+        assert session.get(exporter.url + "/metrics", verify=str(certs.ca), timeout=5).status_code == 200
+        assert exporter.stop() == 0
+    assert "level=error" not in exporter.log() and "Traceback" not in exporter.log()
+    assert "msg=stopped" in exporter.log()

@@ -157,3 +157,13 @@ def test_the_configuration_doc_names_every_key_collector_and_check():
     missing += [f"collector {name}" for name in DEFAULTS if f"| `{name}` |" not in doc]
     missing += [f"check {name}" for name in CHECKS if f"| `{name}` |" not in doc]
     assert not missing, f"docs/configuration.md lacks {', '.join(missing)}"
+
+
+def test_the_readme_lists_every_collector_and_flag():
+    from exporter.cli import FLAGS
+    from exporter.collectors import DEFAULTS
+    from tests.support import ROOT
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in DEFAULTS if f"| `{name}` |" not in readme]
+    missing += [flag for flag in FLAGS if f"`{flag}`" not in readme]
+    assert not missing, f"README.md lacks {', '.join(missing)}"

@@ -44,7 +44,8 @@ def test_of_two_mounts_on_one_point_the_later_shadows_the_earlier(tmp_path):
 
 
 def test_without_a_device_match_the_mount_table_names_the_device(tmp_path):
-    table = [mount("/", "8:1", "/dev/sda1", mount_id=1), mount(tmp_path.parent, "253:0", "/dev/mapper/vg-x", "xfs", mount_id=2)]
+    table = [mount("/", "8:1", "/dev/sda1", mount_id=1),
+             mount(tmp_path.parent, "253:0", "/dev/mapper/vg-x", "xfs", mount_id=2)]
     found = mounts.locate(tmp_path, table)
     assert (found.source, found.fstype, found.dev) == ("/dev/mapper/vg-x", "xfs", (253, 0))
 
@@ -96,3 +97,15 @@ def test_mount_table_reads_self_mountinfo_under_the_procfs_root():
     table = mounts.mount_table(profile_dir("large") / "proc")
     docker = next(m for m in table if m.mountpoint == "/var/lib/docker")
     assert (docker.dev, docker.fstype, docker.source) == ("253:0", "xfs", "/dev/mapper/vg0-docker")
+
+
+def test_a_mountpoint_outside_ascii_is_found(tmp_path):
+    store = tmp_path / "dtr données"
+    store.mkdir()
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    here = dev_of(tmp_path)
+    escaped = str(store).replace(" ", "\\040")
+    (tmp_path / "proc" / "self" / "mountinfo").write_bytes(
+        f"1 0 {here} / / rw - ext4 /dev/sda1 rw\n2 1 {here} / {escaped} rw - xfs /dev/sdb1 rw\n".encode())
+    found = mounts.locate(store, mounts.mount_table(tmp_path / "proc"))
+    assert (found.mountpoint, found.source) == (str(store), "/dev/sdb1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exporter import procfs
-from tests.conftest import PROFILES, profile_dir
+from tests.conftest import profile_dir
 
 
 def proc(profile: str, *parts: str) -> str:
@@ -141,7 +141,11 @@ def test_mountinfo_profiles(profile, count):
     assert all(m.mountpoint.startswith("/") for m in mounts)
 
 
-@pytest.mark.parametrize("line", ["60 27 253:0 / /x rw xfs /dev/dm-0 rw", "60 27 253:0 / - xfs /dev/x", "x 27 8:1 / / rw - ext4 /dev/sda1 rw"])
+@pytest.mark.parametrize("line", [
+    "60 27 253:0 / /x rw xfs /dev/dm-0 rw",  # no " - " separator
+    "60 27 253:0 / - xfs /dev/x",  # too few fields before it
+    "x 27 8:1 / / rw - ext4 /dev/sda1 rw",  # mount id not a number
+])
 def test_mountinfo_refuses_malformed_lines(line):
     with pytest.raises(ValueError):
         procfs.parse_mountinfo(line)

@@ -72,16 +72,16 @@ def test_storage_path_forms(tmp_path, v2):
 def test_incremental_rescan_lists_only_changed_prefixes_and_agrees(v2):
     scanner = Scanner(v2, clock=LaterClock())
     first = scanner.scan()
-    assert first.full and first.prefixes_listed == len(list((v2 / "blobs/sha256").iterdir()))
+    assert first.full and first.prefixes_changed == len(list((v2 / "blobs/sha256").iterdir()))
     again = scanner.scan()
-    assert not again.full and again.prefixes_listed == 0 and again.files_examined == 0
+    assert not again.full and again.prefixes_changed == 0 and again.files_examined == 0
     assert same(again, first)
 
     new = add_blob(v2, "added", 1000)  # add
     gone = next(p for p in (v2 / "blobs/sha256").glob("*/*") if p.parent != new.parent)
     shutil.rmtree(gone)  # delete, as garbage collection does
     rescan = scanner.scan()
-    assert rescan.prefixes_listed == 2
+    assert rescan.prefixes_changed == 2
     assert same(rescan, fresh(v2))
     assert rescan.blobs == 300
     # only the new digest and the prefix that lost one were examined, not the whole store

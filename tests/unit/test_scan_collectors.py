@@ -167,3 +167,33 @@ def test_exposition_passes_promtool(tmp_path):
     assert b'dtr_storage_blob_bytes{storage="' in text and b"dtr_storage_page_cache_bytes" in text
     checked = subprocess.run([require("promtool"), "check", "metrics"], input=text, capture_output=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_sampled_page_cache_estimate_is_within_its_error(tmp_path, monkeypatch):
+    """2000 blobs, a third of them read into the cache; a small sample must land within 4 standard errors."""
+    import hashlib
+    import random
+
+    from exporter.collectors import pagecache
+    monkeypatch.setattr(pagecache, "SAMPLE_FILES", 300)
+    monkeypatch.setattr(pagecache, "PER_PREFIX", 4)
+    cached = 0
+    for i in range(2000):
+        hexa = hashlib.sha256(str(i).encode()).hexdigest()
+        blob = tmp_path / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa
+        blob.mkdir(parents=True)
+        (blob / "data").write_bytes(b"x" * 8192)
+        fd = os.open(blob / "data", os.O_RDONLY)
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+        if i % 3 == 0:
+            (blob / "data").read_bytes()
+            cached += 8192
+    collector = PagecacheCollector(ctx(tmp_path, registry_process_names=[]))
+    collector._random = random.Random(7)  # a fixed sample: the test cannot flake
+    reading = collector.collect()
+    assert 0 < reading.sampled_ratio < 1
+    assert reading.resident_error_bytes > 0
+    assert abs(reading.resident_bytes - cached) <= 4 * reading.resident_error_bytes
+    assert abs(reading.resident_bytes - cached) <= 0.3 * cached
