@@ -1,6 +1,7 @@
 """Scrape benchmark: this exporter against Debian's prometheus-node-exporter, in one run.
 
     .venv/bin/python bench/scrape.py [--storage.path /var/tmp/store-1m] [--scrapes 1000] [--cpu-minutes 5]
+                                     [--exporter-arg=--no-collector.pagecache ...]
 
 Both run on free loopback ports with their default collectors and intervals. Steps:
 (1) warm-up, then ``--scrapes`` sequential scrapes of each over a keep-alive connection
@@ -82,6 +83,8 @@ def main() -> None:
     p.add_argument("--storage.path", dest="storage", help="attach this registry store to the exporter")
     p.add_argument("--scrapes", type=int, default=1000)
     p.add_argument("--cpu-minutes", type=float, default=5)
+    p.add_argument("--exporter-arg", action="append", default=[], metavar="FLAG",
+                   help="pass a flag to this exporter, e.g. --exporter-arg=--no-collector.pagecache")
     args = p.parse_args()
 
     node_bin = shutil.which("prometheus-node-exporter") or sys.exit("install prometheus-node-exporter")
@@ -89,6 +92,7 @@ def main() -> None:
     ours_args = [sys.executable, "-m", "exporter", f"--web.listen-address=127.0.0.1:{ours_port}", "--log.level=warn"]
     if args.storage:
         ours_args.append(f"--storage.path={args.storage}")
+    ours_args += args.exporter_arg
     procs = {
         "dtr-sizing-exporter": subprocess.Popen(ours_args, cwd=ROOT, stderr=subprocess.DEVNULL),
         "node_exporter 1.5 (Debian)": subprocess.Popen(
@@ -131,7 +135,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=15)
 
-    store = f", store {args.storage}" if args.storage else ", no store attached"
+    store = (f", store {args.storage}" if args.storage else ", no store attached") + \
+        "".join(f", {flag}" for flag in args.exporter_arg)
     print(f"\n{args.scrapes} scrapes each (gzip, keep-alive); CPU over {span / 60:.1f} min, a scrape every 15 s{store}\n")
     print("| exporter | median ms | p99 ms | body bytes (uncompressed) | RSS MiB after scrapes | RSS MiB at end "
           "| CPU s/hour | % of one core |")

@@ -77,19 +77,19 @@ def drop_caches() -> None:
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
-def timed(cmd: list[str], cold: bool, runs: int = 3) -> tuple[float, str]:
-    """Best of ``runs`` wall-clock times (each after dropping caches when cold) and the last output."""
-    best, out = float("inf"), ""
+def timed(cmd: list[str], cold: bool, runs: int = 3) -> tuple[float, list[str]]:
+    """Best of ``runs`` wall-clock times (each after dropping caches when cold) and every run's output."""
+    best, outs = float("inf"), []
     for _ in range(runs):
         if cold:
             drop_caches()
         started = time.monotonic()
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        outs.append(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
         best = min(best, time.monotonic() - started)
-    return best, out
+    return best, outs
 
 
-def scan_cmd(store: Path, full: bool) -> list[str]:
+def scan_cmd(store: Path) -> list[str]:
     code = ("import sys, time, json; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
             "from exporter.scan import Scanner, resolve_v2; s = Scanner(resolve_v2(Path(sys.argv[1]))); "
             "t = time.monotonic(); r = s.scan(); print(json.dumps([r.blobs, time.monotonic() - t]))")
@@ -102,9 +102,10 @@ def main() -> None:
     p.add_argument("--cold", action="store_true", help="drop the page cache before each timed run (root)")
     args = p.parse_args()
     rows = []
-    du_full, du_out = timed(["du", "-s", str(args.store)], args.cold)
-    scan_full, scan_out = timed(scan_cmd(args.store, True), args.cold)
-    blobs, inside = json.loads(scan_out)
+    du_full, _ = timed(["du", "-s", str(args.store)], args.cold)
+    scan_full, scan_out = timed(scan_cmd(args.store), args.cold)
+    blobs = json.loads(scan_out[0])[0]
+    inside = min(json.loads(out)[1] for out in scan_out)
     rows.append(("full scan", f"{blobs} blobs", scan_full, du_full))
     rows.append(("full scan, without interpreter start-up", f"{blobs} blobs", inside, du_full))
 

@@ -66,7 +66,7 @@ class Prefix:
     blobs: int
     bytes: int
     errors: int
-    keys: bytes = b""  # KEY bytes per blob counted: which digests are known, to stat only new ones
+    keys: bytes = b""  # KEY bytes per blob counted, sorted: which digests are known, to stat only new ones
     pending: tuple[str, ...] = ()  # digest directories seen without data yet (a push in flight)
     watched: bool = False  # inotify reports what is added here
 
@@ -209,20 +209,29 @@ class Scanner:
                         found = dict.fromkeys(names, False)
                 if found is not None:  # only the new digests need a stat
                     watched = self._watch(entry.path)
-                    new = [n for n, is_dir in found.items()
-                           if not _has(known.keys, _key(n)) and (is_dir or _is_real_dir(entry.path, n))]
+                    new, where = [], {}
+                    for name, is_dir in found.items():
+                        k = _key(name)
+                        at = _position(known.keys, k)
+                        if known.keys[at * KEY:(at + 1) * KEY] != k and (is_dir or _is_real_dir(entry.path, name)):
+                            new.append(name)
+                            where[k] = at
                     blobs, size, errors, counted, pending = self._measure(entry.path, new, throttle)
                     return Prefix(None if racy or errors else key, known.blobs + blobs, known.bytes + size,
-                                  errors, known.keys + b"".join(counted), pending, watched)
+                                  errors, _insert(known.keys, sorted((where[k], k) for k in counted)), pending,
+                                  watched)
             watched = self._watch(entry.path)  # before listing, so nothing added meanwhile is missed
             with os.scandir(entry.path) as listing:  # d_type: no stat per entry, symlinks not followed
-                names = [d.name for d in listing if d.is_dir(follow_symlinks=False)]
+                # in inode order, as du does: on a cold cache the inode table is read sequentially
+                names = [d.name for d in sorted((d for d in listing if d.is_dir(follow_symlinks=False)),
+                                                key=os.DirEntry.inode)]
         except FileNotFoundError:
             return None
         except OSError:
             return Prefix(None, 0, 0, 1)
         blobs, size, errors, counted, pending = self._measure(entry.path, names, throttle)
-        return Prefix(None if racy or errors else key, blobs, size, errors, b"".join(counted), pending, watched)
+        return Prefix(None if racy or errors else key, blobs, size, errors, b"".join(sorted(counted)), pending,
+                      watched)
 
     def _tick(self, throttle: Throttle) -> Callable[[], None]:
         def tick() -> None:
@@ -262,12 +271,26 @@ def _key(name: str) -> bytes:
         return hashlib.blake2b(name.encode(errors="surrogateescape"), digest_size=KEY).digest()
 
 
-def _has(keys: bytes, key: bytes) -> bool:
-    """Whether ``key`` is one of the KEY-byte records of ``keys`` (a C substring search, aligned)."""
-    at = keys.find(key)
-    while at != -1 and at % KEY:
-        at = keys.find(key, at + 1)
-    return at != -1
+def _position(keys: bytes, key: bytes) -> int:
+    """Index of the first record of the sorted ``keys`` not below ``key`` (binary search, no copies)."""
+    lo, hi = 0, len(keys) // KEY
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if keys[mid * KEY:(mid + 1) * KEY] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _insert(keys: bytes, placed: list[tuple[int, bytes]]) -> bytes:
+    """``keys`` with each (position, key) of ``placed`` (sorted) inserted, still sorted."""
+    parts, start = [], 0
+    for at, key in placed:
+        parts += (keys[start * KEY:at * KEY], key)
+        start = at
+    parts.append(keys[start * KEY:])
+    return b"".join(parts)
 
 
 def _is_real_dir(parent: str, name: str) -> bool:

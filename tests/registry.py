@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -154,4 +156,20 @@ class Registry:
 def registry(tmp_path):
     """A started registry in ``tmp_path``, stopped after the test."""
     with Registry(tmp_path) as started:
+        yield started
+
+
+@pytest.fixture
+def disk_tmp():
+    """A temporary directory on a disk-backed filesystem: page-cache tests cannot run on tmpfs,
+    whose pages cannot be dropped (/tmp is tmpfs on many CI runners)."""
+    path = Path(tempfile.mkdtemp(prefix="dtr-sizing-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def disk_registry(disk_tmp):
+    """Like ``registry``, with its storage on a disk-backed filesystem."""
+    with Registry(disk_tmp) as started:
         yield started

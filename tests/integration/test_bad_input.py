@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 
 import pytest
 import yaml
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from exporter import cli, webconfig
 from exporter import config as cfg
 from tests.integration import tlscerts
-from tests.support import free_port, run_exporter
+from tests.support import run_exporter
 
 PREFIX = "dtr-sizing-exporter: error: "
 
@@ -201,7 +202,6 @@ SUBPROCESS = {
 
 @pytest.mark.parametrize("argv,named", SUBPROCESS.values(), ids=SUBPROCESS.keys())
 def test_bad_input_through_the_real_process(tmp_path, argv, named):
-    import socket
     (tmp_path / "bad.yml").write_text("thresholds:\n  memory_total: lots\n")
     (tmp_path / "web.yml").write_text("basic_auth_users:\n  alice: hunter2\n")
     with socket.socket() as busy:

@@ -13,7 +13,7 @@ import os
 from exporter.collectors import Context, Discovery
 from exporter.collectors.pagecache import PagecacheCollector
 from exporter.config import Config
-from tests.registry import registry  # noqa: F401 (the fixture)
+from tests.registry import disk_registry, disk_tmp  # noqa: F401 (the fixtures)
 
 MiB = 1 << 20
 
@@ -32,7 +32,8 @@ def pagecache(reg) -> PagecacheCollector:
     return PagecacheCollector(Context(config=config, discovery=Discovery(reg.storage)))
 
 
-def test_cold_then_warm_pulls(registry):
+def test_cold_then_warm_pulls(disk_registry):
+    registry = disk_registry
     digests = [registry.push_blob("cache/me", os.urandom(8 * MiB)) for _ in range(4)]
     total = 32 * MiB
     for d in digests:
@@ -59,7 +60,8 @@ def test_cold_then_warm_pulls(registry):
     assert after_warm.resident_bytes >= 0.95 * total
 
 
-def test_no_registry_process_means_no_ratio(registry):
+def test_no_registry_process_means_no_ratio(disk_registry):
+    registry = disk_registry
     config = Config(registry_process_names=["no-such-process"], registry_pids=[])
     reading = PagecacheCollector(Context(config=config, discovery=Discovery(registry.storage))).collect()
     assert reading.hit_ratio is None and reading.processes == 0

@@ -7,13 +7,14 @@ import os
 import pytest
 
 from exporter import cachestat
+from tests.registry import disk_tmp  # noqa: F401 (the fixture: tmpfs pages cannot be dropped)
 
 MiB = 1 << 20
 
 
 @pytest.fixture
-def blob(tmp_path):
-    path = tmp_path / "data"
+def blob(disk_tmp):
+    path = disk_tmp / "data"
     path.write_bytes(os.urandom(4 * MiB + 123))  # a partial last page too
     return path
 

@@ -204,3 +204,18 @@ def test_throttled_scan_takes_at_least_files_over_rate(v2):
     started = time.monotonic()
     Scanner(v2, rate=1000.0).scan()
     assert time.monotonic() - started >= 0.25  # 300 blobs at 1000/s, checked every 64 files
+
+
+def test_known_digests_stay_sorted_and_complete_across_rescans(v2):
+    scanner = Scanner(v2, clock=LaterClock())
+    scanner.scan()
+    for round_ in range(5):
+        for i in range(40):
+            add_blob(v2, f"round{round_}-{i}", i)
+        result = scanner.scan()
+        assert same(result, fresh(v2))
+    for prefix in scanner._prefixes.values():
+        records = [prefix.keys[i:i + 8] for i in range(0, len(prefix.keys), 8)]
+        assert records == sorted(records) and len(records) == prefix.blobs
+    # nothing new: nothing examined
+    assert scanner.scan().files_examined == 0

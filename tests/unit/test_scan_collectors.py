@@ -21,6 +21,7 @@ from exporter.exposition import to_text
 from exporter.sampler import Job, Sampler
 from exporter.sizing import UNKNOWN, evaluate
 from exporter.storage_id import storage_id
+from tests.registry import disk_tmp  # noqa: F401 (the fixture: tmpfs pages cannot be dropped)
 from tests.support import require
 
 
@@ -169,7 +170,7 @@ def test_exposition_passes_promtool(tmp_path):
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_sampled_page_cache_estimate_is_within_its_error(tmp_path, monkeypatch):
+def test_sampled_page_cache_estimate_is_within_its_error(disk_tmp, monkeypatch):
     """2000 blobs, a third of them read into the cache; a small sample must land within 4 standard errors."""
     import hashlib
     import random
@@ -180,7 +181,7 @@ def test_sampled_page_cache_estimate_is_within_its_error(tmp_path, monkeypatch):
     cached = 0
     for i in range(2000):
         hexa = hashlib.sha256(str(i).encode()).hexdigest()
-        blob = tmp_path / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa
+        blob = disk_tmp / "docker/registry/v2/blobs/sha256" / hexa[:2] / hexa
         blob.mkdir(parents=True)
         (blob / "data").write_bytes(b"x" * 8192)
         fd = os.open(blob / "data", os.O_RDONLY)
@@ -190,7 +191,7 @@ def test_sampled_page_cache_estimate_is_within_its_error(tmp_path, monkeypatch):
         if i % 3 == 0:
             (blob / "data").read_bytes()
             cached += 8192
-    collector = PagecacheCollector(ctx(tmp_path, registry_process_names=[]))
+    collector = PagecacheCollector(ctx(disk_tmp, registry_process_names=[]))
     collector._random = random.Random(7)  # a fixed sample: the test cannot flake
     reading = collector.collect()
     assert 0 < reading.sampled_ratio < 1
