@@ -22,7 +22,11 @@ def require(binary: str) -> str:
     path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
     if path:
         return path
-    message = f"{binary} is not installed (scripts/install-debs.sh installs it)"
+    unavailable(f"{binary} is not installed (scripts/install-debs.sh installs it)")
+
+
+def unavailable(message: str):
+    """A test's real component or privilege is missing: a failure in CI, a skip on a laptop."""
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)

