@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import ssl
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,7 +199,6 @@ class Watcher:
         self._config = load(self.path)
         self._stamp = self._mtime()
         self._context: ssl.SSLContext | None = None
-        self._lock = threading.Lock()
 
     def _mtime(self) -> tuple:
         """Change stamps of the file and the PEM files it names: a renewed certificate reloads too."""
@@ -224,21 +222,20 @@ class Watcher:
 
     def refresh(self) -> WebConfig:
         """Re-read the file if it changed since the last look; the server calls this once a second."""
-        with self._lock:
-            stamp = self._mtime()
-            if stamp == self._stamp:
-                return self._config
-            self._stamp = stamp
-            try:
-                fresh = load(self.path)
-                if bool(fresh.tls) != bool(self._config.tls):
-                    raise ConfigError("turning TLS on or off needs a restart")
-                if self._context is not None:
-                    fresh.apply_tls(self._context)
-            except (ConfigError, OSError, ssl.SSLError) as err:
-                log.error("web config not reloaded, keeping the last good one", extra={"err": str(err)})
-                return self._config
-            log.info("web config reloaded", extra={"file": str(self.path)})
-            self._config = fresh
-            self._stamp = self._mtime()  # now over the PEM files the fresh config names
-            return fresh
+        stamp = self._mtime()
+        if stamp == self._stamp:
+            return self._config
+        self._stamp = stamp
+        try:
+            fresh = load(self.path)
+            if bool(fresh.tls) != bool(self._config.tls):
+                raise ConfigError("turning TLS on or off needs a restart")
+            if self._context is not None:
+                fresh.apply_tls(self._context)
+        except (ConfigError, OSError, ssl.SSLError) as err:
+            log.error("web config not reloaded, keeping the last good one", extra={"err": str(err)})
+            return self._config
+        log.info("web config reloaded", extra={"file": str(self.path)})
+        self._config = fresh
+        self._stamp = self._mtime()  # now over the PEM files the fresh config names
+        return fresh
