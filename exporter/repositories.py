@@ -41,7 +41,7 @@ def walk(root: Path, now: float, tick: Callable[[], None] = lambda: None) -> Rep
     while stack:
         directory = stack.pop()
         is_repo = False
-        for entry in _subdirs(directory, out):
+        for entry in subdirs(directory, out):
             if entry.name in ("_manifests", "_layers"):
                 is_repo = True
             elif entry.name == "_uploads":
@@ -55,7 +55,7 @@ def walk(root: Path, now: float, tick: Callable[[], None] = lambda: None) -> Rep
 
 def _uploads(path: Path, out: Repositories, now: float, tick: Callable[[], None]) -> None:
     total = out.uploads
-    for upload in _subdirs(path, out):
+    for upload in subdirs(path, out):
         tick()
         size, written, started = _upload(Path(upload.path))
         if started is None:
@@ -90,7 +90,8 @@ def _upload(path: Path) -> tuple[int, float, float | None]:
     return size, written, started
 
 
-def _subdirs(path: Path, out: Repositories) -> list[os.DirEntry]:
+def subdirs(path: Path, out) -> list[os.DirEntry]:
+    """Real subdirectories of ``path`` (symlinks not followed); an unreadable one adds to ``out.errors``."""
     try:
         with os.scandir(path) as entries:
             return [e for e in entries if e.is_dir(follow_symlinks=False)]

@@ -9,6 +9,7 @@ A scrape reads ``snapshot()``, which is a dictionary copy and nothing more.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -20,6 +21,16 @@ from typing import Any, Callable, Iterable
 from .collectors import PartialReading
 
 log = logging.getLogger(__name__)
+TRIM_AFTER = 1.0  # seconds: a run this long (a storage walk) leaves freed heap worth returning
+
+
+def _trim_heap() -> None:
+    """Give freed heap back to the system (glibc keeps it otherwise): a full scan's
+    temporaries would stay in the resident size for the life of the process."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        pass
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,8 @@ class Sampler:
         if not status.ok:
             log.warning("collector failed", extra={"collector": name, "err": status.error})
         self._record(name, status)
+        if status.duration >= TRIM_AFTER:
+            _trim_heap()
         return status
 
     def run_all(self, names: Iterable[str] | None = None) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import inotify, repositories
-from .repositories import Uploads
+from .repositories import Uploads, subdirs
 
 V2 = Path("docker", "registry", "v2")
 KEY = 8  # bytes of a digest kept per blob: 8 MiB per million blobs
@@ -174,8 +174,8 @@ class Scanner:
 
     def _scan_blobs(self, result: Result, throttle: Throttle, full: bool, now: float) -> None:
         seen: dict[str, Prefix] = {}
-        for alg in _subdirs(self.v2 / "blobs", result):
-            for entry in _subdirs(Path(alg.path), result):
+        for alg in subdirs(self.v2 / "blobs", result):
+            for entry in subdirs(Path(alg.path), result):
                 prefix = self._prefix(entry, full, now, throttle)
                 if prefix is None:  # vanished between listing and stat
                     continue
@@ -302,15 +302,3 @@ def _is_real_dir(parent: str, name: str) -> bool:
 
 def _is_file(mode: int) -> bool:
     return (mode & 0o170000) == 0o100000
-
-
-def _subdirs(path: Path, result: Result) -> list[os.DirEntry]:
-    """Directory entries of ``path`` that are real directories; errors counted, not raised."""
-    try:
-        with os.scandir(path) as entries:
-            return [e for e in entries if e.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return []  # nothing stored yet, or removed meanwhile
-    except OSError:
-        result.errors += 1
-        return []
