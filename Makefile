@@ -20,10 +20,10 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(VENV)/bin/dtr-sizing-exporter $(ARGS)
+	@$(VENV)/bin/dtr-sizing-exporter $(ARGS)
 
 check: $(VENV)/.installed
-	$(VENV)/bin/dtr-sizing-exporter check $(ARGS)
+	@$(VENV)/bin/dtr-sizing-exporter check $(ARGS)
 
 deps:
 	scripts/install-debs.sh

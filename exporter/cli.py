@@ -61,8 +61,11 @@ class Parser(argparse.ArgumentParser):
             unknown = message.split(":", 1)[1].split()[0].split("=")[0]
             known = [o for a in self._actions for o in a.option_strings]
             close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
-            message = f"unknown flag {unknown}" + (f" (did you mean {close[0]}?)" if close else "") + \
-                "; see --help"
+            if not unknown.startswith("-"):
+                message = f"unexpected argument {unknown!r}: give one command of {', '.join(COMMANDS)}"
+            else:
+                message = f"unknown flag {unknown}" + (f" (did you mean {close[0]}?)" if close else "") + \
+                    "; see --help"
         raise UsageError(message)
 
 
@@ -87,7 +90,7 @@ def build_parser() -> Parser:
         p.add_argument(flag, dest=attr, type=_typed(flag, parser), metavar="VALUE", help=text)
     p.add_argument("--dtr.insecure", dest="dtr_insecure", action="store_true", default=None,
                    help="do not verify DTR's TLS certificate (for tests only)")
-    p.add_argument("--output", choices=("table", "json"), default="table", help="check: table or json")
+    p.add_argument("--output", choices=("table", "json"), help="check only: table (default) or json")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     for name, (on, _, _, reads) in collectors.DEFAULTS.items():
         group = p.add_mutually_exclusive_group()
@@ -101,6 +104,8 @@ def build_parser() -> Parser:
 def load_config(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
     """Flags over the config file over the defaults; raises UsageError or ConfigError."""
     args = build_parser().parse_args(argv)
+    if args.output and args.command != "check":
+        raise UsageError(f"--output: applies to the check command only, not to {args.command}")
     config = cfg.load_file(args.config_file) if args.config_file else cfg.Config()
     for attr, _, _ in FLAGS.values():
         if getattr(args, attr) is not None:

@@ -205,7 +205,7 @@ class Server:
         servers = [await asyncio.start_server(
             self.handle, sock=sock, ssl=self.ssl_context, limit=MAX_HEAD,
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.ssl_context else None) for sock in self.sockets]
-        addresses = ", ".join(str(s.getsockname()[:2]) for s in self.sockets)
+        addresses = ", ".join(_show(s.getsockname()) for s in self.sockets)
         log.info("listening", extra={"address": addresses, "tls": self.ssl_context is not None})
         watch = asyncio.create_task(self.watch_config(stop)) if self.app.web_config else None
         await stop.wait()
@@ -225,6 +225,11 @@ class Server:
                 await asyncio.wait_for(stop.wait(), CONFIG_CHECK)
             except asyncio.TimeoutError:
                 pass
+
+
+def _show(sockname: tuple) -> str:
+    host, port = sockname[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def split_address(address: str) -> tuple[str | None, int]:

@@ -50,7 +50,7 @@ class StorageCollector:
     def collect(self) -> StorageReading:
         root = self.ctx.storage_path
         if root is None:
-            return StorageReading(detail="no storage path: set --storage.path or enable Docker discovery")
+            return StorageReading(detail="no storage path: set --storage.path, or let the exporter reach the Docker socket to find the registry's volume")
         v2 = resolve_v2(Path(root))
         if v2 is None:
             raise FileNotFoundError(f"{root}: no docker/registry/v2 (nor blobs/, repositories/) here")

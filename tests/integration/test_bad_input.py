@@ -83,6 +83,8 @@ FLAGS = {
     "unknown-flag-close": (["--web.listen=:1"], "--web.listen-address"),
     "unknown-command": (["serv"], "serv"),
     "output": (["check", "--output", "yaml"], "--output"),
+    "output-without-check": (["--output", "json"], "--output"),
+    "output-with-metrics": (["metrics", "--output", "table"], "--output"),
     "procfs-empty": (["--path.procfs", ""], "--path.procfs"),
     "config-missing": (["--config.file", "/nonexistent/exporter.yml"], "/nonexistent/exporter.yml"),
     "config-directory": (["--config.file", "/"], "cannot read"),
