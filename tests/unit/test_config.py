@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from exporter import config as cfg
 from exporter.sizing import CHECKS
@@ -167,3 +168,21 @@ def test_the_readme_lists_every_collector_and_flag():
     missing = [name for name in DEFAULTS if f"| `{name}` |" not in readme]
     missing += [flag for flag in FLAGS if f"`{flag}`" not in readme]
     assert not missing, f"README.md lacks {', '.join(missing)}"
+
+
+def test_the_readme_example_file_is_the_defaults():
+    """The README's full example loads, and equals the built-in defaults key for key."""
+    import re
+
+    from tests.support import ROOT
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration file", 1)[1]
+    example = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    loaded = cfg.apply_mapping(cfg.Config(), yaml.safe_load(example))
+    assert loaded == cfg.Config(thresholds=loaded.thresholds, collectors_chosen=loaded.collectors_chosen)
+    assert loaded.thresholds_in_force() == cfg.Config().thresholds_in_force()
+    named = {f"{s}.{k}" for s, keys in yaml.safe_load(example).items() if s in cfg.SCHEMA for k in keys}
+    commented = set(re.findall(r"^  # (\w+):", example, re.M))
+    missing = [f"{s}.{k}" for s, keys in cfg.SCHEMA.items() for k in keys
+               if f"{s}.{k}" not in named and k not in commented]
+    assert not missing, f"README example lacks {missing}"
