@@ -161,9 +161,6 @@ def serve(config: cfg.Config, sampler: Sampler, renderer: Renderer) -> int:
     sampler.start()
     try:
         web.run(server)
-    except OSError as err:
-        print(f"{PROG}: error: cannot listen on {config.listen_address}: {err.strerror or err}", file=sys.stderr)
-        return 2
     finally:
         sampler.stop()
     logging.getLogger(PROG).info("stopped")
