@@ -15,7 +15,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from tests.support import require, wait_for
+from tests.support import require, stop_process, wait_for
 
 DOCKER = "/usr/bin/docker"  # Debian's docker.io client; /usr/local/bin/docker is not ours
 
@@ -84,13 +84,7 @@ class Dockerd:
         self._cleanup_mounts()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=60)
         self._cleanup_mounts()
 
     def _cleanup_mounts(self) -> None:

@@ -25,7 +25,7 @@ from typing import Iterable
 import requests
 import yaml
 
-from tests.support import Exporter, free_port, require, wait_for
+from tests.support import Exporter, free_port, require, stop_process, wait_for
 
 
 FAST_COLLECTORS = ("memory", "cpu", "filesystem", "diskio", "storage", "pagecache", "traffic")
@@ -43,16 +43,6 @@ def fast_exporter_config(path: Path, thresholds: dict | None = None) -> Path:
 
 class QueryError(AssertionError):
     """Prometheus answered a query with an error (a parse error, a bad join, ...)."""
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _host_port(url_or_address: str) -> str:
@@ -99,7 +89,7 @@ class Prometheus:
         return True
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
     def __enter__(self) -> "Prometheus":
         return self.start()
@@ -221,7 +211,7 @@ class Alertmanager:
         return self
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
     def __enter__(self) -> "Alertmanager":
         return self.start()

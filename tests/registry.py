@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.support import free_port, require, wait_for
+from tests.support import free_port, require, stop_process, wait_for
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
@@ -63,13 +63,7 @@ class Registry:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=10)
         if self.proc:
             self.log.close()
 

@@ -53,6 +53,18 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {last_error}" if last_error else ""))
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 15) -> int | None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit status (None: never started)."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode if proc else None
+
+
 def exporter_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "exporter", *args]
 
@@ -81,14 +93,8 @@ class Exporter:
         return self
 
     def stop(self) -> int:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else 0
+        status = stop_process(self.proc)
+        return 0 if status is None else status
 
     def __enter__(self):
         return self.start()
