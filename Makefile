@@ -34,8 +34,9 @@ test: deps $(VENV)/.installed-test
 golden: $(VENV)/.installed-test
 	UPDATE_GOLDEN=1 $(VENV)/bin/python -m pytest tests/e2e -q
 
+# Every benchmark at a small size, one table (a few minutes); bigger: make bench ARGS="--blobs 1000000"
 bench: $(VENV)/.installed-test
-	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python bench/run.py $(ARGS)
 
 dashboards: $(VENV)/bin/python
 	$(VENV)/bin/python dashboards/generate.py

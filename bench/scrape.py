@@ -11,12 +11,13 @@ with one scrape every 15 s (Prometheus' usual interval), from utime+stime in
 /proc/PID/stat, extrapolated to seconds per hour and % of one core. With
 ``--storage.path`` the exporter waits for its first full storage scan before
 (1), and the CPU window includes its background rescans (every 300 s by default).
-Prints a Markdown table for docs/performance.md.
+Prints a Markdown table for docs/performance.md (``--json``: one JSON object, for bench/run.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -85,6 +86,7 @@ def main() -> None:
     p.add_argument("--cpu-minutes", type=float, default=5)
     p.add_argument("--exporter-arg", action="append", default=[], metavar="FLAG",
                    help="pass a flag to this exporter, e.g. --exporter-arg=--no-collector.pagecache")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args()
 
     node_bin = shutil.which("prometheus-node-exporter") or sys.exit("install prometheus-node-exporter")
@@ -135,6 +137,9 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=15)
 
+    if args.json:
+        print(json.dumps({"scrapes": args.scrapes, "cpu_minutes": span / 60, "exporters": rows}))
+        return
     store = (f", store {args.storage}" if args.storage else ", no store attached") + \
         "".join(f", {flag}" for flag in args.exporter_arg)
     print(f"\n{args.scrapes} scrapes each (gzip, keep-alive); CPU over {span / 60:.1f} min, a scrape every 15 s{store}\n")

@@ -1,12 +1,12 @@
 """Scan benchmark: full and incremental scans against du -s over the same tree, and peak memory.
 
-    python bench/storage_scan.py /var/tmp/store-1m [--cold]
+    python bench/storage_scan.py /var/tmp/store-1m [--cold] [--json]
 
 Steps, in one run: (1) full scan by the exporter's scanner vs ``du -s``, best of three
 each (both warm, or both after dropping caches with --cold); (2) add 1 % new blobs, incremental rescan vs
 ``du -s``; (3) peak resident memory of a process running the storage collector on the
 store, against the same process idle (after imports, before the scan). Prints a
-Markdown table for docs/performance.md.
+Markdown table for docs/performance.md (``--json``: one JSON object, for bench/run.py).
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("store", type=Path)
     p.add_argument("--cold", action="store_true", help="drop the page cache before each timed run (root)")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args()
     rows = []
     du_full, _ = timed(["du", "-s", str(args.store)], args.cold)
@@ -133,6 +134,11 @@ def main() -> None:
     empty.mkdir(exist_ok=True)
     idle_rss, idle_peak, _ = exporter_rss(empty)
     rss, peak, first = exporter_rss(args.store)
+    if args.json:
+        print(json.dumps({"steps": rows, "collector": mem, "exporter": {
+            "idle_rss_mib": idle_rss, "idle_peak_mib": idle_peak, "rss_mib": rss, "peak_mib": peak,
+            "first_scan_served_seconds": first}}))
+        return
     mode = "cold (caches dropped before each)" if args.cold else "warm"
     print(f"store {args.store}, {mode}\n")
     print("| step | store | exporter | du -s | du / exporter |")

@@ -1,8 +1,9 @@
 """Command line: parse flags and config, wire collectors, sampler and views.
 
 ``serve`` (the default) runs the HTTP server; ``check`` prints the verdicts
-and exits 1 when one fails; ``metrics`` prints one exposition. All three
-build the same sampler and evaluate through the same renderer.
+and exits 1 when one fails, 3 when none fails but a failed collector left one
+unjudged; ``metrics`` prints one exposition. All three build the same sampler
+and evaluate through the same renderer.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Callable, NoReturn
 from . import DEFAULT_PORT, __version__, collectors, config as cfg, log, progress
 from .collectors import Context, Discovery
 from .exposition import Renderer
-from .report import as_json, as_table
+from .report import as_json, as_table, exit_status
 from .sampler import Job, Sampler
 
 PROG = "dtr-sizing-exporter"
@@ -44,9 +45,11 @@ FLAGS: dict[str, tuple[str, Callable[[object], object], str]] = {
     "--log.level": ("log_level", cfg._choice(*cfg.LOG_LEVELS), "debug, info, warn or error"),
     "--log.format": ("log_format", cfg._choice(*cfg.LOG_FORMATS), "logfmt or json"),
 }
-
-
-DISCOVERERS = ("dtr_api", "docker")  # in this order: DTR's settings name the driver that dtr_info shows
+EXIT_STATUS = """exit status:
+  serve     0 stopped cleanly by SIGTERM/SIGINT; 2 bad flags or config
+  check     0 no check fails; 1 at least one check fails; 2 bad flags or config;
+            3 no check fails, but one could not be judged because its collector failed
+  metrics   0 printed; 2 bad flags or config"""
 
 
 class UsageError(Exception):
@@ -82,7 +85,7 @@ def _typed(flag: str, parser: Callable[[object], object]) -> Callable[[str], obj
 def build_parser() -> Parser:
     # no abbreviations: --web.listen must not quietly mean --web.listen-address (kingpin allows none either)
     p = Parser(prog=PROG, description="Measures a DTR / Distribution registry node against the KB sizing rules.",
-               allow_abbrev=False)
+               epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("command", nargs="?", default="serve", choices=COMMANDS,
                    help="serve (default): HTTP server; check: print verdicts; metrics: print one exposition")
     p.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file")
@@ -130,16 +133,16 @@ def build(config: cfg.Config) -> tuple[Sampler, Renderer, Context]:
     )
     jobs = {name: Job(collectors.create(name, ctx), s.interval, s.timeout)
             for name, s in config.collectors.items() if s.enabled}
-    return Sampler(jobs), Renderer(config.thresholds_in_force()), ctx
+    return Sampler(jobs, store=ctx.discovery.store), Renderer(config.thresholds_in_force()), ctx
 
 
 def sample_once(sampler: Sampler) -> None:
     """One pass of every collector; rate-based ones get a second sample a moment later."""
-    for name in DISCOVERERS:  # first: they tell the others where the store is and what drives it
+    for name in collectors.DISCOVERERS:  # first: they tell the others where the store is and what drives it
         if name in sampler.jobs:
             sampler.run(name)
     with progress.shown(sampler):  # a first scan of a large store takes minutes
-        sampler.run_all([n for n in sampler.jobs if n not in DISCOVERERS])
+        sampler.run_all([n for n in sampler.jobs if n not in collectors.DISCOVERERS])
     windowed = [n for n, job in sampler.jobs.items() if getattr(job.collector, "window", None) is not None]
     if windowed:
         time.sleep(1.0)
@@ -191,4 +194,4 @@ def main(argv: list[str] | None = None) -> int:
         print(as_json(snapshot, verdicts))
     else:
         sys.stdout.write(as_table(snapshot, verdicts, color=sys.stdout.isatty()))
-    return 1 if any(v.state == "fail" for v in verdicts) else 0
+    return exit_status(snapshot, verdicts)

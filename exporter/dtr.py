@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import procfs
+
 NAME = re.compile(r"^/?dtr-(?P<component>[a-z][a-z0-9-]*?)-(?P<replica>[0-9a-f]{12})$")
 STORE_VOLUME = re.compile(r"^dtr-(?P<nfs>nfs-)?registry-(?P<replica>[0-9a-f]{12})$")
 PLAIN_REPOSITORIES = ("registry", "library/registry", "distribution/distribution")
@@ -39,6 +41,34 @@ class Store:
     source: str  # host path: the volume's mount point or the bind mount's source
     volume: str | None
     nfs: bool
+
+
+@dataclass(frozen=True)
+class Process:
+    """A running DTR or registry container's main process, handed to the cpu collector."""
+
+    component: str
+    container: str  # the container's name
+    pid: int | None  # State.Pid: a host pid (0 or absent: not known)
+    cpus: float | None  # the CPUs its HostConfig allows, None without a limit
+
+
+def hostconfig_cpus(host_config: dict) -> float | None:
+    """CPUs a container's HostConfig allows: NanoCpus, CpuQuota/CpuPeriod and CpusetCpus, the least."""
+    limits = []
+    if host_config.get("NanoCpus"):
+        limits.append(host_config["NanoCpus"] / 1e9)
+    if (host_config.get("CpuQuota") or 0) > 0:
+        limits.append(host_config["CpuQuota"] / (host_config.get("CpuPeriod") or 100000))  # Docker's default period
+    cpuset = host_config.get("CpusetCpus") or ""
+    if cpuset.strip():
+        limits.append(procfs.parse_cpulist(cpuset))
+    return min(limits, default=None)
+
+
+def process_of(member: Member, inspected: dict) -> Process:
+    pid = (inspected.get("State") or {}).get("Pid") or None
+    return Process(member.component, member.name, pid, hostconfig_cpus(inspected.get("HostConfig") or {}))
 
 
 def split_image(image: str) -> tuple[str, str | None]:
@@ -89,6 +119,16 @@ def store_of(container: dict, member: Member) -> Store | None:
         if member.replica_id is None and mount.get("Destination") == PLAIN_STORE:
             return Store(mount.get("Source", ""), volume or None, False)
     return None
+
+
+def plain_driver(inspected: dict) -> str:
+    """A plain registry's storage driver as its environment sets it (REGISTRY_STORAGE), else filesystem.
+
+    A driver chosen only in a mounted config.yml is not seen: that registry reads as filesystem.
+    """
+    env = (inspected.get("Config") or {}).get("Env") or []
+    chosen = [e.split("=", 1)[1] for e in env if e.startswith("REGISTRY_STORAGE=")]
+    return chosen[-1].strip() if chosen and chosen[-1].strip() else "filesystem"
 
 
 def choose_replica(members: list[Member]) -> str | None:

@@ -36,15 +36,21 @@ def counter(name: str, doc: str, value: float | None = None) -> CounterMetricFam
 
 def _memory(m: MemoryReading) -> Iterator[Metric]:
     yield gauge("dtr_memory_total_bytes", "Usable RAM (MemTotal).", m.total_bytes)
-    yield gauge("dtr_memory_available_bytes", "Memory available for new work without swapping (MemAvailable).",
-                m.available_bytes)
-    yield gauge("dtr_memory_page_cache_bytes", "File-backed page cache: Active(file) + Inactive(file).",
-                m.page_cache_bytes)
-    yield gauge("dtr_memory_dirty_bytes", "Page cache waiting to be written back (Dirty).", m.dirty_bytes)
-    yield counter("dtr_memory_major_faults", "Page faults that needed disk I/O (vmstat pgmajfault).", m.major_faults)
-    if m.refaults_file is not None:
-        yield counter("dtr_page_cache_refaults", "File pages read again soon after eviction "
-                      "(vmstat workingset_refault_file): the page cache is too small.", m.refaults_file)
+    optional = (
+        (gauge, "dtr_memory_available_bytes", "Memory available for new work without swapping "
+         "(MemAvailable; estimated from MemFree, file cache and reclaimable slab before Linux 3.14).",
+         m.available_bytes),
+        (gauge, "dtr_memory_page_cache_bytes", "File-backed page cache: Active(file) + Inactive(file).",
+         m.page_cache_bytes),
+        (gauge, "dtr_memory_dirty_bytes", "Page cache waiting to be written back (Dirty).", m.dirty_bytes),
+        (counter, "dtr_memory_major_faults", "Page faults that needed disk I/O (vmstat pgmajfault).", m.major_faults),
+        (counter, "dtr_page_cache_refaults", "File pages read again soon after eviction (vmstat "
+         "workingset_refault_file, workingset_refault before Linux 5.9): the page cache is too small.",
+         m.refaults_file),
+    )
+    for family, name, doc, value in optional:
+        if value is not None:  # the kernel did not say: absent, never a guess
+            yield family(name, doc, value)
     if m.pressure:
         yield _pressure("dtr_memory_pressure_seconds", "Time tasks stalled waiting for memory (PSI).", m.pressure)
 
@@ -57,7 +63,8 @@ def _pressure(name: str, doc: str, levels: dict[str, float]) -> CounterMetricFam
 
 
 def _cpu(c: CpuReading) -> Iterator[Metric]:
-    yield gauge("dtr_cpu_cores", "CPUs this node may use: online CPUs limited by cgroup quota and cpuset.",
+    yield gauge("dtr_cpu_cores", "CPUs DTR's registry may use: online CPUs limited by its cgroups' quotas and cpuset "
+                "(never the exporter's own).",
                 c.usable_cpus)
     yield gauge("dtr_cpu_host_cores", "CPUs online on the host.", c.host_cpus)
     modes = CounterMetricFamily("dtr_cpu_seconds", "CPU time spent in each mode, all CPUs summed.",
@@ -161,6 +168,15 @@ def _sizing(verdicts: list[Verdict]) -> Iterator[Metric]:
     yield from (threshold, ok, state, observed)
 
 
+def _parse_errors(snapshot: Snapshot) -> Metric:
+    """Always published, empty on a clean host, so alert rules can rely on the family."""
+    family = CounterMetricFamily("dtr_exporter_parse_errors", "Lines of a /proc or /sys file that could not "
+                                 "be parsed and were skipped, by file.", labels=["file"])
+    for file, count in sorted(snapshot.parse_errors.items()):
+        family.add_metric([file], count)
+    return family
+
+
 class SnapshotCollector:
     """A client_python custom collector over one snapshot and its verdicts."""
 
@@ -169,6 +185,7 @@ class SnapshotCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield from _exporter(self.snapshot)
+        yield _parse_errors(self.snapshot)
         for name, reading in sorted(self.snapshot.readings.items()):
             families = FAMILIES.get(name)
             if families:

@@ -27,6 +27,20 @@ def registry_pids(procfs: Path, names: list[str], pids: list[int]) -> list[int]:
     return sorted(found)
 
 
+def host_namespace(procfs: Path, kind: str) -> str:
+    """The host's namespace of ``kind`` (``net``, ``cgroup``): init's link, else this process's; "" if neither reads.
+
+    Init's, because verdicts describe DTR's host: compared with the exporter's own, a
+    host-network registry would look namespaced whenever the exporter runs in a bridged container.
+    """
+    for pid in ("1", "self"):
+        try:
+            return os.readlink(procfs / pid / "ns" / kind)
+        except OSError:  # absent (a fixture tree, a private /proc) or not ours to read
+            continue
+    return ""
+
+
 def io_counters(procfs: Path, pid: int) -> dict[str, int]:
     """``/proc/<pid>/io``: rchar, wchar, read_bytes, ... (same uid or CAP_SYS_PTRACE needed)."""
     out = {}

@@ -8,22 +8,23 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class MemoryReading:
     total_bytes: int
-    available_bytes: int
-    page_cache_bytes: int  # Active(file) + Inactive(file)
-    dirty_bytes: int
-    major_faults: int
-    refaults_file: int | None  # vmstat workingset_refault_file (Linux 5.9+)
+    available_bytes: int | None  # MemAvailable, estimated before Linux 3.14
+    page_cache_bytes: int | None  # Active(file) + Inactive(file)
+    dirty_bytes: int | None
+    major_faults: int | None  # None: /proc/vmstat unreadable or without the counter
+    refaults_file: int | None  # vmstat workingset_refault_file (5.9+), workingset_refault before
     pressure: dict[str, float] = field(default_factory=dict)  # some/full -> stall seconds
 
 
 @dataclass(frozen=True)
 class CpuReading:
     host_cpus: int
-    usable_cpus: float  # after cgroup quota and cpuset
+    usable_cpus: float  # the CPUs DTR's processes may use (their cgroups' quotas and cpusets)
     seconds_by_mode: dict[str, float]
     busy_ratio: float | None  # share of usable CPU time busy over the window
     busy_window_seconds: float
     pressure: dict[str, float] = field(default_factory=dict)
+    usable_source: str = ""  # what decided usable_cpus: "cgroup of pid 812 (registry)", "online CPUs, ..."
 
 
 @dataclass(frozen=True)

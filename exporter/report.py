@@ -1,4 +1,9 @@
-"""The human view: verdicts as a terminal table or as JSON for scripts."""
+"""The human view: verdicts as a terminal table or as JSON for scripts, and check's exit status.
+
+A check that reads ``unknown`` because a collector it reads failed is not a
+pass: it is "unjudged", shown with the collector's error, and makes ``check``
+exit 3 when nothing fails outright (ARCHITECTURE.md's contract).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,41 @@ from .sampler import Snapshot
 from .sizing import FAIL, NOT_APPLICABLE, OK, UNKNOWN, Verdict
 
 LABELS = {OK: "ok", FAIL: "FAIL", UNKNOWN: "unknown", NOT_APPLICABLE: "n/a"}
+EXIT_OK, EXIT_FAIL, EXIT_UNJUDGED = 0, 1, 3
+WHY_WIDTH = 100  # characters of a collector's error shown in the table's THIS HOST cell
+# check -> the collectors whose readings exporter.sizing's observer for it reads
+INPUTS: dict[str, tuple[str, ...]] = {
+    "memory_total": ("memory",),
+    "disk_free": ("filesystem",),
+    "cpu_cores": ("cpu",),
+    "cpu_busy": ("cpu",),
+    "page_cache_hit_ratio": ("pagecache",),
+    "storage_forecast": ("storage",),
+    "storage_io": ("diskio",),
+    "inodes_free": ("filesystem",),
+}
 
 
 def requirement(v: Verdict) -> str:
     return v.spec.requirement.format(v.spec.show(v.threshold))
+
+
+def unjudged_because(v: Verdict, snapshot: Snapshot) -> str:
+    """Why an unknown verdict is a fault, not a gap: the errors of the failed collectors it reads ("" if none)."""
+    if v.state != UNKNOWN:
+        return ""
+    return "; ".join(f"collector {name} failed: {snapshot.statuses[name].error}"
+                     for name in INPUTS.get(v.check, ())
+                     if name in snapshot.statuses and not snapshot.statuses[name].ok)
+
+
+def exit_status(snapshot: Snapshot, verdicts: list[Verdict]) -> int:
+    """1 when a check fails; else 3 when a failed collector left a check unjudged; else 0."""
+    if any(v.state == FAIL for v in verdicts):
+        return EXIT_FAIL
+    if any(unjudged_because(v, snapshot) for v in verdicts):
+        return EXIT_UNJUDGED
+    return EXIT_OK
 
 
 def as_dict(snapshot: Snapshot, verdicts: list[Verdict]) -> dict:
@@ -20,10 +56,12 @@ def as_dict(snapshot: Snapshot, verdicts: list[Verdict]) -> dict:
         return None if x is None or (isinstance(x, float) and math.isinf(x)) else x
     return {
         "ok": not any(v.state == FAIL for v in verdicts),
+        "judged": not any(unjudged_because(v, snapshot) for v in verdicts),
         "checks": [{
             "check": v.check, "severity": v.severity, "state": v.state, "unit": v.spec.unit,
             "observed": number(v.observed), "threshold": v.threshold, "requirement": requirement(v),
             "observed_text": v.spec.show(v.observed), "detail": v.detail, "source": v.spec.source,
+            "collector_error": unjudged_because(v, snapshot) or None,
         } for v in verdicts],
         "collectors": {name: {"ok": s.ok, "error": s.error, "duration_seconds": round(s.duration, 6)}
                        for name, s in sorted(snapshot.statuses.items())},
@@ -36,8 +74,14 @@ def as_json(snapshot: Snapshot, verdicts: list[Verdict]) -> str:
 
 def as_table(snapshot: Snapshot, verdicts: list[Verdict], color: bool = False) -> str:
     rows = [("CHECK", "SEVERITY", "KB REQUIREMENT", "THIS HOST", "VERDICT")]
+    unjudged = 0
     for v in verdicts:
-        host = v.spec.show(v.observed) + (f" ({v.detail})" if v.detail else "")
+        why = unjudged_because(v, snapshot)
+        unjudged += bool(why)
+        if len(why) > WHY_WIDTH:  # the whole error is listed under the table
+            why = why[:WHY_WIDTH - 3] + "..."
+        detail = "; ".join(d for d in (v.detail, why) if d)
+        host = v.spec.show(v.observed) + (f" ({detail})" if detail else "")
         rows.append((v.check, v.severity, requirement(v), host, LABELS[v.state]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     paint = {"FAIL": "\033[31m", "ok": "\033[32m", "unknown": "\033[33m"} if color else {}
@@ -54,7 +98,12 @@ def as_table(snapshot: Snapshot, verdicts: list[Verdict], color: bool = False) -
     fails = sum(v.state == FAIL for v in verdicts)
     lines.append("")
     unknown = sum(v.state == UNKNOWN for v in verdicts)
-    summary = f"{fails} failing check(s)" if fails else "this node meets every sizing check it could measure"
+    if fails:
+        summary = f"{fails} failing check(s)"
+    elif unjudged:
+        summary = f"no failing check, but {unjudged} could not be judged because a collector failed"
+    else:
+        summary = "this node meets every sizing check it could measure"
     # say how much went unmeasured, so a run whose collectors all failed does not read as a pass
     lines.append(summary + (f"; {unknown} could not be measured" if unknown else ""))
     return "\n".join(lines) + "\n"

@@ -5,6 +5,15 @@ most ``timeout`` seconds. A run that raises or overruns marks the collector
 failed; a run still hung is not started again until it returns (the way
 node_exporter skips a stuck mount), so one bad source never piles up threads.
 A scrape reads ``snapshot()``, which is a dictionary copy and nothing more.
+
+Order in ``start()``: the discoverers (collectors.DISCOVERERS) run first;
+every other collector starts when their first runs have ended (read or
+failed), so its first reading already sees the store and the DTR processes
+Docker or DTR name, as ``check``'s single pass does. When a discoverer's run
+changes what ``store()`` returns, each store-facing collector
+(collectors.STORE_FACING) is woken to run again right away (after its
+current run, if one is going), not an interval later. The snapshot is ready
+once every collector has a first status: read, partly read or failed.
 """
 
 from __future__ import annotations
@@ -15,10 +24,11 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Hashable, Iterable
 
-from .collectors import PartialReading
+from . import procfs
+from .collectors import DISCOVERERS, STORE_FACING, PartialReading
 
 log = logging.getLogger(__name__)
 TRIM_AFTER = 1.0  # seconds: a run this long (a storage walk) leaves freed heap worth returning
@@ -35,7 +45,10 @@ def _trim_heap() -> None:
 
 @dataclass(frozen=True)
 class Status:
-    reading: Any  # None until a run succeeds, and after a run fails outright
+    # None until a run succeeds, and after a run fails outright (timeout, exception) unless
+    # the collector sets ``keep_last_reading``: then the last reading stands and its own
+    # timestamps age, which is what a staleness alert needs
+    reading: Any
     ok: bool
     error: str = ""
     duration: float = 0.0
@@ -47,6 +60,8 @@ class Snapshot:
     generation: int
     statuses: dict[str, Status]
     ready: bool
+    pending: tuple[str, ...] = ()  # enabled collectors without a first status yet
+    parse_errors: dict[str, int] = field(default_factory=dict)  # file -> lines skipped since start
 
     @property
     def readings(self) -> dict[str, Any]:
@@ -75,20 +90,30 @@ class Job:
 
 
 class Sampler:
-    def __init__(self, jobs: dict[str, Job], clock: Callable[[], float] = time.time):
+    def __init__(self, jobs: dict[str, Job], clock: Callable[[], float] = time.time,
+                 store: Callable[[], Hashable] | None = None):
+        """``store``: what discovery has found (collectors.Discovery.store); None when nothing is discovered."""
         self.jobs = jobs
         self.clock = clock
+        self._store = store or (lambda: None)
         self._lock = threading.Lock()
         self._statuses: dict[str, Status] = {}
         self._generation = 0
         self._pending: dict[str, Any] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._wake = {name: threading.Event() for name in jobs}
+        self._seen_store = self._store()
+        self._undiscovered = {name for name in DISCOVERERS if name in jobs}  # first runs still to come
+        self._discovered = threading.Event()
+        if not self._undiscovered:
+            self._discovered.set()
 
     def snapshot(self) -> Snapshot:
         with self._lock:
             statuses = dict(self._statuses)
-            return Snapshot(self._generation, statuses, all(n in statuses for n in self.jobs))
+            pending = tuple(n for n in self.jobs if n not in statuses)
+            return Snapshot(self._generation, statuses, not pending, pending, procfs.PARSE_ERRORS.counts())
 
     def _record(self, name: str, status: Status) -> None:
         with self._lock:
@@ -99,30 +124,49 @@ class Sampler:
         """One run of collector ``name``, bounded by its timeout; records and returns the status."""
         job = self.jobs[name]
         previous = self._statuses.get(name)
-        last_success = previous.last_success if previous else None
+        status = self._attempt(name, job, previous.last_success if previous else None)
+        if status.reading is None and previous is not None and getattr(job.collector, "keep_last_reading", False):
+            status = replace(status, reading=previous.reading)
+        if not status.ok:
+            log.warning("collector failed", extra={"collector": name, "err": status.error})
+        self._record(name, status)
+        if name in DISCOVERERS:
+            self._discovery_ran(name)
+        if status.duration >= TRIM_AFTER:
+            _trim_heap()
+        return status
+
+    def _attempt(self, name: str, job: Job, last_success: float | None) -> Status:
         pending = self._pending.get(name)
         if pending is not None and not pending.done():
-            status = Status(None, False, "previous run still hung", 0.0, last_success)
-            self._record(name, status)
-            return status
+            return Status(None, False, "previous run still hung", 0.0, last_success)
         start = time.monotonic()
         future = _start(name, job.collector.collect)
         self._pending[name] = future
         try:
             reading = future.result(timeout=job.timeout)
-            status = Status(reading, True, "", time.monotonic() - start, self.clock())
+            return Status(reading, True, "", time.monotonic() - start, self.clock())
         except FutureTimeout:
-            status = Status(None, False, f"timed out after {job.timeout:g}s", job.timeout, last_success)
+            return Status(None, False, f"timed out after {job.timeout:g}s", job.timeout, last_success)
         except PartialReading as partial:
-            status = Status(partial.reading, False, str(partial), time.monotonic() - start, last_success)
+            return Status(partial.reading, False, str(partial), time.monotonic() - start, last_success)
         except Exception as err:  # a collector's fault must never reach the server
-            status = Status(None, False, f"{type(err).__name__}: {err}", time.monotonic() - start, last_success)
-        if not status.ok:
-            log.warning("collector failed", extra={"collector": name, "err": status.error})
-        self._record(name, status)
-        if status.duration >= TRIM_AFTER:
-            _trim_heap()
-        return status
+            return Status(None, False, f"{type(err).__name__}: {err}", time.monotonic() - start, last_success)
+
+    def _discovery_ran(self, name: str) -> None:
+        """After a discoverer's run: wake the store-facing collectors if the store changed."""
+        store = self._store()
+        with self._lock:
+            self._undiscovered.discard(name)
+            changed, self._seen_store = store != self._seen_store, store
+            first_pass_done = not self._undiscovered
+        if changed:
+            followers = sorted(n for n in self.jobs if n in STORE_FACING)
+            log.info("store changed: its collectors run now", extra={"found_by": name, "rerun": ",".join(followers)})
+            for follower in followers:
+                self._wake[follower].set()
+        if first_pass_done:
+            self._discovered.set()
 
     def run_all(self, names: Iterable[str] | None = None) -> None:
         """Every collector (or those ``names``) once, concurrently; returns when all have finished or timed out."""
@@ -134,10 +178,14 @@ class Sampler:
             t.join()
 
     def _loop(self, name: str) -> None:
+        if name not in DISCOVERERS:
+            self._discovered.wait()  # a first reading should see what discovery finds
+        wake = self._wake[name]
         while not self._stop.is_set():
             started = time.monotonic()
+            wake.clear()  # from here on a wake-up (the store changed mid-run) means one more run at once
             self.run(name)
-            self._stop.wait(max(0.0, self.jobs[name].interval - (time.monotonic() - started)))
+            wake.wait(max(0.0, self.jobs[name].interval - (time.monotonic() - started)))
 
     def start(self) -> None:
         for name in self.jobs:
@@ -147,3 +195,6 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
+        self._discovered.set()
+        for wake in self._wake.values():
+            wake.set()

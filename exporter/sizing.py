@@ -129,7 +129,7 @@ def _disk_free(r: Mapping[str, Any]) -> Observation:
 
 def _cpu_cores(r: Mapping[str, Any]) -> Observation:
     cpu = r.get("cpu")
-    return Observation(cpu.usable_cpus) if cpu else Observation()
+    return Observation(cpu.usable_cpus, cpu.usable_source) if cpu else Observation()
 
 
 def _cpu_busy(r: Mapping[str, Any]) -> Observation:

@@ -25,11 +25,12 @@ PROFILES = ("vm4g", "small", "large", "container")
 FOUNDATION = ("memory", "cpu", "filesystem", "diskio")
 
 
-def profile_dir(name: str) -> Path:
-    return FIXTURES / "profiles" / name
+def profile_dir(name: str | Path) -> Path:
+    """A recorded profile by name, or any directory laid out like one (tests/fixtures/hosts/)."""
+    return name if isinstance(name, Path) else FIXTURES / "profiles" / name
 
 
-def profile_spec(name: str) -> dict:
+def profile_spec(name: str | Path) -> dict:
     return json.loads((profile_dir(name) / "profile.json").read_text())
 
 
@@ -46,26 +47,26 @@ def foundation_only() -> list[str]:
     return [f"--{'' if n in FOUNDATION else 'no-'}collector.{n}" for n in DEFAULTS]
 
 
-def profile_cmd(name: str, *args: str) -> list[str]:
+def profile_cmd(name: str | Path, *args: str) -> list[str]:
     """The exporter command on profile ``name``, inside a namespace with the profile's tmpfs."""
     if os.geteuid() != 0:
         message = "profile runs mount a tmpfs in a private mount namespace, which needs root"
         unavailable(message)
     unshare = require("unshare")
     spec = profile_spec(name)
+    base = profile_dir(name)
     script = ["set -e"]
     for mountpoint, opts in spec["tmpfs"].items():
         script.append(f"mount -t tmpfs -o size={opts['size']},nr_inodes={opts['nr_inodes']} "
-                      f"dtr-fixture-{name} {mountpoint}")
+                      f"dtr-fixture-{base.name} {mountpoint}")
     script += [f"mkdir -p {d}" for d in spec["dirs"]]
     script.append('exec "$@"')
-    base = profile_dir(name)
     return [unshare, "--mount", "--propagation", "private", "sh", "-c", "\n".join(script), "sh",
             *exporter_cmd(*args, "--path.procfs", str(base / "proc"), "--path.sysfs", str(base / "sys"),
                           *spec["args"])]
 
 
-def run_profile(name: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_profile(name: str | Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(profile_cmd(name, *args), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 # name: (enabled by default, interval seconds, timeout seconds, what it reads)
 DEFAULTS: dict[str, tuple[bool, float, float, str]] = {
-    "memory": (True, 15, 10, "/proc/meminfo, /proc/vmstat, /proc/pressure/memory"),
-    "cpu": (True, 15, 10, "/proc/stat, /proc/pressure/cpu, cgroup cpu.max / cpuset"),
+    "memory": (True, 15, 10, "/proc/meminfo, /proc/vmstat, /proc/pressure/memory, /proc/sys/vm/min_free_kbytes"),
+    "cpu": (True, 15, 10, "/proc/stat, /proc/pressure/cpu, the DTR processes' cgroups (cpu.max, cfs quota, cpuset)"),
     "filesystem": (True, 30, 10, "/proc/self/mountinfo and statvfs of Docker's data root and the storage path"),
     "diskio": (True, 15, 10, "/proc/diskstats, /sys/block/*/slaves, /proc/pressure/io for the storage device"),
     "storage": (True, 300, 3600, "the registry's storage tree under --storage.path (background walk)"),
@@ -24,6 +24,13 @@ DEFAULTS: dict[str, tuple[bool, float, float, str]] = {
     "docker": (True, 30, 20, "the Docker Engine API at --docker.host (DTR containers, volumes, stats)"),
     "dtr_api": (False, 60, 20, "the DTR API at --dtr.url (/_ping, cluster status, storage settings)"),
 }
+# Run first, at start and in `check`, the others after them: they tell the others where the store
+# is, what drives it and which processes are DTR's (in this order: DTR's settings name the driver
+# that dtr_info shows).
+DISCOVERERS = ("dtr_api", "docker")
+# Read ctx.storage_path or what Discovery.store() holds: run again at once when the store changes,
+# not an interval later.
+STORE_FACING = frozenset({"filesystem", "diskio", "storage", "pagecache"})
 
 
 class PartialReading(Exception):
@@ -43,7 +50,9 @@ class Discovery:
 
     Set by the docker / dtr_api collectors, read by the storage-facing ones
     (``dtr.scan_shared_store`` decides from ``replica_id`` and ``replicas``).
-    Plain attribute writes and reads are atomic in CPython.
+    Plain attribute writes and reads are atomic in CPython. The sampler
+    compares ``store()`` after every discoverer run and wakes the
+    STORE_FACING collectors when it changed.
     """
 
     def __init__(self, storage_path: Path | None = None, storage_driver: str | None = None):
@@ -51,6 +60,12 @@ class Discovery:
         self.storage_driver = storage_driver
         self.replica_id: str | None = None  # this node's DTR replica (docker collector)
         self.replicas: tuple[str, ...] = ()  # every replica the DTR API knows (dtr_api collector)
+        # the running DTR containers' pids and HostConfig CPU limits (docker collector; cpu reads them)
+        self.dtr_processes: tuple = ()  # of exporter.dtr.Process
+
+    def store(self) -> tuple:
+        """What the store-facing collectors follow: where the store is and who walks a shared one."""
+        return self.storage_path, self.replica_id, self.replicas
 
 
 @dataclass

@@ -1,15 +1,26 @@
-"""CPUs: how many the host has and how many we may use, time by mode, pressure.
+"""CPUs: how many the host has and how many DTR may use, time by mode, pressure.
 
-Emits dtr_cpu_cores (usable: cgroup quota and cpuset applied), dtr_cpu_host_cores,
-dtr_cpu_seconds_total{mode}, dtr_cpu_busy_ratio, dtr_cpu_pressure_seconds_total{level}.
+Emits dtr_cpu_cores (the CPUs DTR's processes may use), dtr_cpu_host_cores
+(online CPUs), dtr_cpu_seconds_total{mode}, dtr_cpu_busy_ratio,
+dtr_cpu_pressure_seconds_total{level}.
+
+Usable CPUs describe DTR's host, never the exporter's own deployment: they are
+the least of the online CPUs, the CPU quotas of the registry process's cgroups
+(its own and every ancestor's) and its cpuset (exporter.cgroups), and the
+HostConfig limits Docker reports for its container. The registry governs: it
+is looked at first (Docker's registry container, then processes named by
+``registry.process_names`` / ``registry.pids``), other DTR components only
+when no registry is found. With no DTR process at all: the online CPUs.
+``CpuReading.usable_source`` says what decided it; the cpu_cores check shows it.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from .. import procfs
+from .. import cgroups, procfs
+from ..config import Config
+from ..processes import registry_pids
 from ..readings import CpuReading
 from ..window import Window
 
@@ -17,65 +28,56 @@ BUSY_WINDOW = 300.0  # seconds: long enough that a burst does not read as sustai
 IDLE_MODES = ("idle", "iowait")
 
 
-def _read_optional(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="ascii")
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
 class CpuCollector:
     name = "cpu"
 
     def __init__(self, ctx):
         self.procfs, self.sysfs = ctx.procfs, ctx.sysfs
+        self.discovery = ctx.discovery
+        self.config = ctx.config or Config()
         self.window = Window(BUSY_WINDOW)
 
-    def _cgroup_dirs(self) -> list[Path]:
-        """The cgroup directories of this process, v2 unified and v1 cpu/cpuset."""
-        base = self.sysfs / "fs" / "cgroup"
-        text = _read_optional(self.procfs / "self" / "cgroup") or ""
-        dirs = []
-        for line in text.splitlines():
-            _, controllers, path = line.split(":", 2)
-            rel = path.lstrip("/")
-            if controllers == "":
-                dirs.append(base / rel)
-            for name in controllers.split(","):
-                if name in ("cpu", "cpuset"):
-                    dirs.extend(d for d in (base / name / rel, base / "cpu,cpuacct" / rel) if d.is_dir())
-        return dirs or [base]
+    def _candidates(self) -> list[tuple[int | None, str, bool, float | None]]:
+        """DTR processes, the registry first: (pid, who, known to Docker, HostConfig CPUs)."""
+        docker = sorted(self.discovery.dtr_processes, key=lambda p: p.component != "registry")
+        out = [(p.pid, f"{p.component}, container {p.container}", True, p.cpus)
+               for p in docker if p.component == "registry"]
+        seen = {p.pid for p in docker}
+        named = registry_pids(self.procfs, self.config.registry_process_names, self.config.registry_pids)
+        out += [(pid, "registry", False, None) for pid in named if pid not in seen]
+        out += [(p.pid, f"{p.component}, container {p.container}", True, p.cpus)
+                for p in docker if p.component != "registry"]
+        return out
 
-    def usable_cpus(self, host: int) -> float:
-        usable = float(host)
-        for d in self._cgroup_dirs():
-            quota_text = _read_optional(d / "cpu.max")
-            if quota_text is not None and (limit := procfs.parse_cpu_max(quota_text)) is not None:
-                usable = min(usable, limit)
-            quota, period = _read_optional(d / "cpu.cfs_quota_us"), _read_optional(d / "cpu.cfs_period_us")
-            if quota and period and int(quota) > 0:
-                usable = min(usable, int(quota) / int(period))
-            for name in ("cpuset.cpus.effective", "cpuset.effective_cpus", "cpuset.cpus"):
-                cpus = _read_optional(d / name)
-                if cpus and cpus.strip():
-                    usable = min(usable, procfs.parse_cpulist(cpus))
-                    break
-        return usable
+    def usable_cpus(self, host: int) -> tuple[float, str]:
+        """The CPUs DTR may use and what decided it."""
+        for pid, who, from_docker, hostconfig in self._candidates():
+            resolved, limit = cgroups.cpu_limit(self.procfs, self.sysfs, pid) if pid else (False, None)
+            if not resolved and not from_docker:
+                continue  # a process whose cgroup cannot be found says nothing: try the next one
+            limits = [float(host), *(x for x in (limit, hostconfig) if x is not None)]
+            where = f"cgroup of pid {pid}" if resolved else "Docker HostConfig"
+            return float(min(limits)), f"{where} ({who})"
+        return float(host), "online CPUs: no DTR process found"
+
+    def host_cpus(self, stat_cpus: int) -> int:
+        """Online CPUs: /sys/devices/system/cpu/online, else the cpuN lines of /proc/stat."""
+        return cgroups.online_cpus(self.sysfs) or stat_cpus
 
     def collect(self) -> CpuReading:
-        modes, host = procfs.parse_stat_cpu(procfs.read(self.procfs, "stat"))
+        modes, stat_cpus = procfs.parse_stat_cpu(procfs.read(self.procfs, "stat"))
+        host = self.host_cpus(stat_cpus)
+        usable, source = self.usable_cpus(host)
         total = sum(modes.values())
         idle = sum(modes[m] for m in IDLE_MODES)
         self.window.add(time.monotonic(), (total, total - idle))
         delta = self.window.delta()
         busy = delta[1][1] / delta[1][0] if delta and delta[1][0] > 0 else None
-        try:
-            pressure = procfs.parse_pressure(procfs.read(self.procfs, "pressure", "cpu"))
-        except FileNotFoundError:
-            pressure = {}
+        pressure = procfs.read_pressure(self.procfs, "cpu")  # {} without PSI or when reads fail
         return CpuReading(
             host_cpus=host,
-            usable_cpus=self.usable_cpus(host),
+            usable_cpus=usable,
+            usable_source=source,
             seconds_by_mode=modes,
             busy_ratio=busy,
             busy_window_seconds=delta[0] if delta else 0.0,

@@ -10,7 +10,10 @@ counters would be the whole host's).
 Without ``--storage.path`` the registry's image store (the volume
 ``dtr-registry-<id>`` or a plain registry's ``/var/lib/registry`` mount)
 becomes the storage path every storage-facing collector follows, re-read each
-pass, so a recreated replica is followed. No Docker socket at the default
+pass, so a recreated replica is followed. A plain registry whose environment
+chooses another driver (``REGISTRY_STORAGE=s3``) has no local store: its
+driver is reported and no store is followed. The running containers' pids and
+HostConfig CPU limits go to ``Discovery.dtr_processes`` for the cpu collector. No Docker socket at the default
 place means "no Docker here": an empty reading and one debug line, no error.
 """
 
@@ -97,7 +100,10 @@ class DockerCollector:
         replica = dtr.choose_replica([m for _, m in found])
         ours = [(c, m) for c, m in found if m.replica_id == replica or m.replica_id is None]
         self.ctx.discovery.replica_id = replica
-        store, driver = self._store(api, ours)
+        inspected = self._inspect(api, [m for _, m in ours if m.running or m.replica_id is None])
+        self.ctx.discovery.dtr_processes = tuple(
+            dtr.process_of(m, inspected[m.container_id]) for _, m in ours if m.running and m.container_id in inspected)
+        store, driver = self._store(ours, inspected)
         if store is not None and self.ctx.config is not None and self.ctx.config.storage_path is None:
             self.ctx.discovery.storage_path = self.ctx.host_path(store.source)
         if driver and self.ctx.discovery.storage_driver is None:  # the DTR API's answer, once known, wins
@@ -114,18 +120,36 @@ class DockerCollector:
             raise PartialReading(reading, f"no stats within the time bound for {', '.join(sorted(missing))}")
         return reading
 
-    def _store(self, api, ours) -> tuple[dtr.Store | None, str | None]:
+    @staticmethod
+    def _inspect(api, members: list[dtr.Member]) -> dict[str, dict]:
+        """``GET /containers/<id>/json`` of each member: its pid, HostConfig and Env."""
+        from docker.errors import NotFound
+        out = {}
+        for member in members:
+            try:
+                out[member.container_id] = api.inspect_container(member.container_id)
+            except NotFound:
+                continue  # removed since the listing
+        return out
+
+    @staticmethod
+    def _store(ours, inspected: dict[str, dict]) -> tuple[dtr.Store | None, str | None]:
         """The store of the replica's registry (or the first plain registry) and what it says of the driver."""
         for container, member in sorted(ours, key=lambda cm: (cm[1].replica_id is None, not cm[1].running)):
+            if member.component != "registry":
+                continue
+            if member.replica_id is None:
+                driver = dtr.plain_driver(inspected.get(member.container_id) or {})
+                if driver != "filesystem":
+                    # its store is elsewhere: a /var/lib/registry volume (the image declares one) holds nothing
+                    return None, driver
             store = dtr.store_of(container, member)
             if store is None:
                 continue
             if store.nfs:
                 return store, "filesystem"  # an NFS volume is the filesystem driver on NFS
             if member.replica_id is None:
-                env = (api.inspect_container(member.container_id).get("Config") or {}).get("Env") or []
-                chosen = [e.split("=", 1)[1] for e in env if e.startswith("REGISTRY_STORAGE=")]
-                return store, chosen[0] if chosen else "filesystem"
+                return store, "filesystem"
             return store, None  # DTR keeps its driver in its own settings: the dtr_api collector reads it
         return None, None
 

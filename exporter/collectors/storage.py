@@ -8,7 +8,12 @@ dtr_storage_scan_files, dtr_storage_growth_bytes_per_second, dtr_storage_full_fo
 dtr_storage_device_info{storage, device} ties the diskio collector's {device} series to the store.
 
 The storage path is read from the context on every run, because Docker
-discovery may set or change it. The walk is incremental (see exporter.scan).
+discovery may set or change it; the sampler runs this collector again at
+once when it does. The walk is incremental (see exporter.scan).
+
+A scan that fails or overruns keeps the last reading published (success 0):
+dtr_storage_scan_timestamp_seconds then ages, which DTRStorageScanStale
+watches, instead of vanishing with every other store series.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from .diskio import DiskioCollector
 
 class StorageCollector:
     name = "storage"
+    keep_last_reading = True  # see the module docstring: a failed scan must not hide how old the last one is
 
     def __init__(self, ctx):
         self.ctx = ctx

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import os
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from ..config import Config
-from ..processes import registry_pids
+from ..processes import host_namespace, registry_pids
 from ..readings import TrafficReading
 
 SERVED, RECEIVED = "registry_http_response_size_bytes_sum", "registry_http_request_size_bytes_sum"
@@ -30,12 +32,16 @@ MAX_BODY = 8 << 20
 
 
 def parse_registry_metrics(text: str) -> tuple[float, float]:
-    """(served, received) bytes from the registry's exposition text."""
+    """(served, received) bytes from the registry's exposition text, summed over every label set.
+
+    client_python's parser, not a split on spaces: a sample may carry a timestamp after its value,
+    and a label value may hold spaces, braces or escaped quotes. Text it cannot parse raises ValueError.
+    """
     sums = {SERVED: 0.0, RECEIVED: 0.0}
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in sums:
-            sums[name] += float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in sums:
+                sums[sample.name] += sample.value
     return sums[SERVED], sums[RECEIVED]
 
 
@@ -75,7 +81,7 @@ class TrafficCollector:
             served, received = parse_registry_metrics(body.decode("utf-8", "replace"))
             return TrafficReading("registry_metrics", served, received)
         procfs = self.ctx.procfs
-        own = os.readlink(procfs / "self" / "ns" / "net") if (procfs / "self").exists() else ""
+        own = host_namespace(procfs, "net")  # the host's, not the exporter's: see processes.host_namespace
         for pid in registry_pids(procfs, self.config.registry_process_names, self.config.registry_pids):
             try:
                 if os.readlink(procfs / str(pid) / "ns" / "net") == own:

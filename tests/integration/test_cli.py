@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -16,9 +17,9 @@ from tests.conftest import foundation_only, profile_dir
 from tests.support import ROOT, Exporter, exporter_cmd, free_port, run_exporter, unavailable, wait_for
 
 
-# ---- check: 0 when nothing fails, 1 when something does
+# ---- check: 0 when nothing fails, 1 when something does, 3 when a failed collector left a check unjudged
 
-@pytest.mark.parametrize("profile, status", [("large", 0), ("vm4g", 1), ("small", 1), ("container", 1)])
+@pytest.mark.parametrize("profile, status", [("large", 0), ("vm4g", 1), ("small", 1), ("container", 0)])
 def test_check_exit_status(profile_run, profile, status):
     done = profile_run(profile, "check")
     assert done.returncode == status, done.stderr
@@ -34,15 +35,68 @@ def test_check_exit_status(profile_run, profile, status):
 def test_check_json_schema(profile_run):
     done = profile_run("vm4g", "check", "--output", "json")
     data = json.loads(done.stdout)
-    assert set(data) == {"ok", "checks", "collectors"} and data["ok"] is False
+    assert set(data) == {"ok", "judged", "checks", "collectors"} and data["ok"] is False and data["judged"] is True
     for c in data["checks"]:
         assert set(c) == {"check", "severity", "state", "unit", "observed", "threshold", "requirement",
-                          "observed_text", "detail", "source"}
+                          "observed_text", "detail", "source", "collector_error"}
+        assert c["collector_error"] is None
         assert c["check"] in sizing.CHECKS and c["severity"] in sizing.SEVERITIES and c["state"] in sizing.STATES
         assert c["observed"] is None or isinstance(c["observed"], (int, float))
         assert isinstance(c["threshold"], (int, float)) and c["source"]
     assert set(data["collectors"]) == {"memory", "cpu", "filesystem", "diskio"}
     assert all(s["ok"] and s["error"] == "" and s["duration_seconds"] >= 0 for s in data["collectors"].values())
+
+
+PASSABLE = """\
+thresholds:
+  memory_total: 1GB
+  disk_free: {warning: 1MB, critical: 1MB}
+  cpu_cores: 1
+  cpu_busy: 100%
+  inodes_free: {warning: 0%, critical: 0%}
+"""
+
+
+def broken_meminfo(tmp_path: Path, thresholds: str = PASSABLE) -> list[str]:
+    """The large profile's /proc with meminfo a directory: the memory collector fails on a host that passes."""
+    shutil.copytree(profile_dir("large") / "proc", tmp_path / "proc", symlinks=True)
+    (tmp_path / "proc" / "meminfo").unlink()
+    (tmp_path / "proc" / "meminfo").mkdir()
+    config = tmp_path / "config.yml"
+    config.write_text(thresholds)
+    return ["--path.procfs", str(tmp_path / "proc"), "--path.sysfs", str(profile_dir("large") / "sys"),
+            "--config.file", str(config), *foundation_only()]
+
+
+def test_a_failed_collector_is_not_a_pass(tmp_path):
+    flags = broken_meminfo(tmp_path)
+    done = run_exporter("check", *flags)
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("memory_total"))
+    assert "(collector memory failed: IsADirectoryError:" in row and row.endswith("unknown")
+    assert "\ncollector memory: IsADirectoryError:" in done.stdout
+    assert "no failing check, but 1 could not be judged because a collector failed" in done.stdout.splitlines()[-1]
+    data = json.loads(run_exporter("check", "--output", "json", *flags).stdout)
+    assert data["ok"] is True and data["judged"] is False
+    [memory] = [c for c in data["checks"] if c["check"] == "memory_total"]
+    assert memory["state"] == "unknown" and memory["collector_error"].startswith("collector memory failed: ")
+    # the same host with the collector working passes: the 3 came from the failure, not the thresholds
+    working = [f if f != str(tmp_path / "proc") else str(profile_dir("large") / "proc") for f in flags]
+    assert run_exporter("check", *working).returncode == 0
+
+
+def test_a_failing_check_wins_over_an_unjudged_one(tmp_path):
+    done = run_exporter("check", *broken_meminfo(tmp_path, PASSABLE.replace("cpu_cores: 1", "cpu_cores: 1000")))
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "at least 1000 usable CPUs" in done.stdout and "collector memory failed" in done.stdout
+
+
+def test_help_lists_the_exit_statuses():
+    done = run_exporter("--help")
+    assert done.returncode == 0
+    assert "exit status:" in done.stdout
+    assert "3 no check fails, but one could not be judged because its collector failed" in done.stdout
 
 
 # ---- exit 2: one line on stderr, naming what is wrong and what is accepted, no traceback

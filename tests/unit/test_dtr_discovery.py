@@ -89,3 +89,72 @@ def test_plain_registry_images():
 ])
 def test_scan_shared_store(mode, network, me, replicas, scans):
     assert dtr.scan_shared_store(mode, network, me, replicas) is scans
+
+
+# ---- what the docker collector hands on: the DTR processes' CPU limits, a plain registry's driver
+
+@pytest.mark.parametrize("host_config, cpus", [
+    ({}, None),
+    ({"NanoCpus": 1_500_000_000}, 1.5),
+    ({"CpuQuota": 50000, "CpuPeriod": 100000}, 0.5),
+    ({"CpuQuota": 200000, "CpuPeriod": 0}, 2.0),  # period 0 is Docker's default, 100 ms
+    ({"CpuQuota": -1, "CpusetCpus": "0-2,7"}, 4),
+    ({"NanoCpus": 3_000_000_000, "CpusetCpus": "0,1"}, 2),  # the least wins
+])
+def test_hostconfig_cpus(host_config, cpus):
+    assert dtr.hostconfig_cpus(host_config) == cpus
+
+
+class FakeApi:
+    """The Docker SDK calls the collector makes, answered from recorded-shape dictionaries."""
+
+    def __init__(self, listed, inspected):
+        self.listed, self.inspected = listed, inspected
+
+    def containers(self, all=False):
+        return self.listed
+
+    def inspect_container(self, container_id):
+        return self.inspected[container_id]
+
+    def stats(self, container_id, stream=False):
+        return {}
+
+    def close(self):
+        pass
+
+
+def collect_with(listed, inspected):
+    from exporter.collectors import Context, create
+    from exporter.config import Config
+    ctx = Context(config=Config(docker_host="tcp://127.0.0.1:1"))
+    collector = create("docker", ctx)
+    collector._client = FakeApi(listed, inspected)
+    return ctx, collector.collect()
+
+
+def plain_registry(mounts):
+    return {"Id": "c1", "Names": ["/registry"], "Image": "registry:2.8.3", "State": "running", "Mounts": mounts}
+
+
+S3_ENV = {"Config": {"Env": ["REGISTRY_STORAGE=s3", "REGISTRY_STORAGE_S3_BUCKET=images", "PATH=/usr/bin"]},
+          "State": {"Pid": 4711}, "HostConfig": {"NanoCpus": 2_000_000_000}}
+
+
+@pytest.mark.parametrize("mounts", [
+    [],  # configured by environment, nothing mounted
+    [{"Type": "volume", "Name": "4f1e" * 16, "Source": "/var/lib/docker/volumes/anon/_data",
+      "Destination": "/var/lib/registry"}],  # the anonymous volume the image's VOLUME declares: holds nothing
+])
+def test_a_plain_registry_on_s3_by_environment(mounts):
+    ctx, reading = collect_with([plain_registry(mounts)], {"c1": S3_ENV})
+    assert reading.storage_driver == "s3" and ctx.discovery.storage_driver == "s3"
+    assert reading.storage_source is None and ctx.discovery.storage_path is None
+    assert ctx.discovery.dtr_processes == (dtr.Process("registry", "registry", 4711, 2.0),)
+
+
+def test_a_plain_registry_on_a_volume_stays_filesystem():
+    mounts = [{"Type": "volume", "Name": "store", "Source": "/var/lib/docker/volumes/store/_data",
+               "Destination": "/var/lib/registry"}]
+    ctx, reading = collect_with([plain_registry(mounts)], {"c1": {"Config": {"Env": []}, "State": {"Pid": 9}}})
+    assert reading.storage_driver == "filesystem" and reading.storage_source == "/var/lib/docker/volumes/store/_data"

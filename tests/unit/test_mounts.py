@@ -109,3 +109,15 @@ def test_a_mountpoint_outside_ascii_is_found(tmp_path):
         f"1 0 {here} / / rw - ext4 /dev/sda1 rw\n2 1 {here} / {escaped} rw - xfs /dev/sdb1 rw\n".encode())
     found = mounts.locate(store, mounts.mount_table(tmp_path / "proc"))
     assert (found.mountpoint, found.source) == (str(store), "/dev/sdb1")
+
+
+def test_an_unrelated_truncated_mountinfo_line_does_not_hide_the_store(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    here = dev_of(tmp_path)
+    (tmp_path / "proc" / "self" / "mountinfo").write_text(
+        f"1 0 {here} / / rw - ext4 /dev/sda1 rw\n2 1 {here} / {store} rw - xfs /dev/sdb1 rw\n"
+        "3 1 0:52 / /run/user/1000 rw,nosuid shared:40 - tmp")  # cut off mid-line
+    found = mounts.locate(store, mounts.mount_table(tmp_path / "proc"))
+    assert (found.mountpoint, found.source) == (str(store), "/dev/sdb1")

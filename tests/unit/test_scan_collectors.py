@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from exporter import progress
-from exporter.collectors import Context, Discovery
+from exporter.collectors import DEFAULTS, Context, Discovery
 from exporter.collectors.pagecache import PagecacheCollector
 from exporter.collectors.storage import StorageCollector
 from exporter.collectors.traffic import TrafficCollector, parse_net_dev, parse_registry_metrics
@@ -22,7 +22,7 @@ from exporter.sampler import Job, Sampler
 from exporter.sizing import UNKNOWN, evaluate
 from exporter.storage_id import storage_id
 from tests.registry import disk_tmp  # noqa: F401 (the fixture: tmpfs pages cannot be dropped)
-from tests.support import require
+from tests.support import require, wait_for
 
 
 def ctx(path=None, **settings) -> Context:
@@ -102,6 +102,27 @@ def test_registry_metrics_and_net_dev_parsing():
     assert parse_net_dev(net) == (9000, 5000)
     with pytest.raises(ValueError):
         parse_net_dev(net + "  bad line\n")
+
+
+def test_registry_metrics_with_timestamps_escapes_and_comments():
+    """The exposition format allows a timestamp after the value and any text in a quoted label value."""
+    text = ('# HELP registry_http_response_size_bytes The HTTP response sizes in bytes.\n'
+            '# TYPE registry_http_response_size_bytes histogram\n'
+            'registry_http_response_size_bytes_bucket{handler="blob",le="1024"} 1 1700000000000\n'
+            'registry_http_response_size_bytes_bucket{handler="blob",le="+Inf"} 3 1700000000000\n'
+            'registry_http_response_size_bytes_sum{handler="blob"} 1.5e+06 1700000000000\n'
+            'registry_http_response_size_bytes_count{handler="blob"} 3 1700000000000\n'
+            '# a comment that is neither HELP nor TYPE\n'
+            'registry_http_response_size_bytes_sum{handler="odd \\"name\\" {x} \\\\ y",code="200"} 2000\n'
+            '\n'
+            '# TYPE registry_http_request_size_bytes summary\n'
+            'registry_http_request_size_bytes{handler="blob_upload",quantile="0.5"} 9\n'
+            'registry_http_request_size_bytes_sum{handler="blob_upload"}   4096   \n'
+            'registry_http_request_size_bytes_count{handler="blob_upload"} 1\n'
+            'go_goroutines 12\n')
+    assert parse_registry_metrics(text) == (1_502_000.0, 4096.0)
+    with pytest.raises(ValueError):
+        parse_registry_metrics('registry_http_response_size_bytes_sum{handler="blob" 12\n')
 
 
 def test_traffic_from_a_container_network_namespace(tmp_path):
@@ -198,3 +219,108 @@ def test_sampled_page_cache_estimate_is_within_its_error(disk_tmp, monkeypatch):
     assert reading.resident_error_bytes > 0
     assert abs(reading.resident_bytes - cached) <= 4 * reading.resident_error_bytes
     assert abs(reading.resident_bytes - cached) <= 0.3 * cached
+
+
+# ---- the sampler: discovery first, the store followed at once, ready only when measured
+
+class Finder:
+    """A discoverer (named like the docker collector) that names a store from ``paths``, one per run."""
+
+    def __init__(self, discovery: Discovery, paths: list[Path], delay: float = 0.3):
+        self.discovery, self.paths, self.delay = discovery, iter(paths), delay
+
+    def collect(self):
+        time.sleep(self.delay)  # a Docker listing and stats take about a second
+        self.discovery.storage_path = next(self.paths, self.discovery.storage_path)
+        return "found"
+
+
+def one_blob_store(root: Path, size: int) -> Path:
+    blob = root / "docker/registry/v2/blobs/sha256/ab/ab0123456789"
+    blob.mkdir(parents=True)
+    (blob / "data").write_bytes(b"x" * size)
+    return root
+
+
+def following(context: Context, finder, interval: float = 3600) -> Sampler:
+    """storage on its default interval, docker on ``interval``, as cli.build wires them."""
+    storage_interval, storage_timeout = DEFAULTS["storage"][1:3]
+    return Sampler({"docker": Job(finder, interval, 10),
+                    "storage": Job(StorageCollector(context), storage_interval, storage_timeout)},
+                   store=context.discovery.store)
+
+
+def blob_bytes(sampler: Sampler) -> int | None:
+    return getattr(sampler.snapshot().readings.get("storage"), "blob_bytes", None)
+
+
+def test_a_store_found_after_start_is_walked_at_once_not_an_interval_later(tmp_path):
+    context = ctx(state_dir=str(tmp_path / "state"))
+    store = one_blob_store(tmp_path / "store", 5)
+    sampler = following(context, Finder(context.discovery, [store]))
+    assert DEFAULTS["storage"][1] >= 300  # the interval the old first run waited out
+    sampler.start()
+    try:
+        assert not sampler.snapshot().ready and "storage" in sampler.snapshot().pending
+        wait_for(lambda: blob_bytes(sampler) == 5, timeout=3, what="the discovered store counted")
+        assert sampler.snapshot().ready
+    finally:
+        sampler.stop()
+
+
+def test_a_store_that_changes_is_walked_again_at_once(tmp_path):
+    context = ctx(state_dir=str(tmp_path / "state"))
+    first, second = one_blob_store(tmp_path / "a", 5), one_blob_store(tmp_path / "b", 7)
+    sampler = following(context, Finder(context.discovery, [first] * 4 + [second]), interval=0.5)
+    sampler.start()
+    try:
+        wait_for(lambda: blob_bytes(sampler) == 5, timeout=3, what="the first store counted")
+        # the store moves about 2 s after start; the storage interval is 300 s
+        wait_for(lambda: blob_bytes(sampler) == 7, timeout=6, what="the second store counted after the move")
+    finally:
+        sampler.stop()
+
+
+class Walk:
+    """A first walk of a large store: returns when released."""
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def collect(self):
+        self.release.wait(10)
+        return "walked"
+
+
+class Quick:
+    def collect(self):
+        return "read"
+
+
+def test_ready_waits_for_a_first_walk_still_running():
+    walk = Walk()
+    sampler = Sampler({"storage": Job(walk, 300, 60), "memory": Job(Quick(), 300, 10)})
+    sampler.start()
+    try:
+        wait_for(lambda: "memory" in sampler.snapshot().statuses, timeout=3, what="the quick collector read")
+        assert sampler.snapshot().pending == ("storage",) and not sampler.snapshot().ready
+        walk.release.set()
+        wait_for(lambda: sampler.snapshot().ready, timeout=3, what="ready once the walk ended")
+    finally:
+        sampler.stop()
+
+
+def test_a_failed_scan_keeps_the_last_scan_published_so_its_age_shows(tmp_path):
+    store = one_blob_store(tmp_path / "store", 5)
+    sampler = Sampler({"storage": Job(StorageCollector(ctx(store, state_dir=str(tmp_path / "state"))), 300, 60)})
+    done = sampler.run("storage")
+    assert done.ok and done.reading.scan_timestamp_seconds > 0
+    os.rename(store, tmp_path / "moved")  # the volume went away under the exporter
+    failed = sampler.run("storage")
+    assert not failed.ok and "no docker/registry/v2" in failed.error
+    assert failed.reading is done.reading and failed.last_success == done.last_success
+    snapshot = sampler.snapshot()
+    text = to_text(snapshot, evaluate(snapshot.readings, Config().thresholds_in_force())).decode()
+    stamp = f'dtr_storage_scan_timestamp_seconds{{storage="{done.reading.storage}"}} '
+    assert stamp in text and float(text.split(stamp)[1].split()[0]) == done.reading.scan_timestamp_seconds
+    assert 'dtr_exporter_collector_success{collector="storage"} 0.0' in text

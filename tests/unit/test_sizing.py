@@ -25,8 +25,9 @@ EXPECTED = {
     "large": (0, {("memory_total", "critical"): OK, ("disk_free", "warning"): OK, ("disk_free", "critical"): OK,
                   ("cpu_cores", "warning"): OK, ("storage_io", "warning"): OK, ("inodes_free", "warning"): OK,
                   ("inodes_free", "critical"): OK}),
-    "container": (1, {("memory_total", "critical"): OK, ("disk_free", "warning"): OK, ("disk_free", "critical"): OK,
-                      ("cpu_cores", "warning"): FAIL, ("storage_io", "warning"): NA,  # the store is on NFS
+    # cpu_cores: the exporter's own 1.5-CPU limit is not DTR's, and no DTR process is recorded: 8 online CPUs
+    "container": (0, {("memory_total", "critical"): OK, ("disk_free", "warning"): OK, ("disk_free", "critical"): OK,
+                      ("cpu_cores", "warning"): OK, ("storage_io", "warning"): NA,  # the store is on NFS
                       ("inodes_free", "warning"): OK, ("inodes_free", "critical"): OK}),
 }
 
