@@ -7,7 +7,13 @@ nginx, notary-server, notary-signer, rethinkdb) are busybox ``sleep``: the
 exporter only looks at their names, images, state and stats. Images are
 ``docker import``ed from local root filesystems tagged
 ``docker/dtr-<component>:<VERSION>``; nothing is pulled. Containers use host
-networking (no bridge here), so the registry listens on a free loopback port.
+networking (dockerd has no default bridge here), so the registry listens on a
+free loopback port and serves its own Prometheus metrics
+(``http.debug.prometheus``) on another, ``metrics_url``.
+``DtrNode(base, network="dtr-ol")`` puts the other components on a
+user-defined bridge network of that name instead (DTR's overlay, on one
+node): Docker reports network counters only for a container with a network
+namespace of its own.
 
 Use the session fixture ``dtr_node`` (import it into a test module).
 """
@@ -80,12 +86,14 @@ def value(text: str, name: str, **labels: str) -> float | None:
 class DtrNode:
     """One DTR replica's containers on a private dockerd under ``base``."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, network: str = "host"):
         self.base = Path(base)
         self.dockerd = Dockerd(self.base / "dockerd")
         self.replica_id = secrets.token_hex(6)
-        self.port = free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         self.registry_url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.network = network  # of the components other than the registry, which serves on loopback
 
     @property
     def host(self) -> str:
@@ -103,8 +111,10 @@ class DtrNode:
         self.build_images()
         self.dockerd.docker("volume", "create", self.volume)
         self.run_registry()
+        if self.network != "host":
+            self.dockerd.docker("network", "create", self.network)
         for component in SLEEPERS:
-            self.dockerd.docker("run", "-d", "--network", "host", "--name", self.name(component),
+            self.dockerd.docker("run", "-d", "--network", self.network, "--name", self.name(component),
                                 f"docker/dtr-{component}:{VERSION}", "sleep", "86400")
         return self
 
@@ -121,6 +131,9 @@ class DtrNode:
         self.dockerd.docker("rm", "-f", self.name("registry"), check=False)
         self.dockerd.docker("run", "-d", "--network", "host", "--name", self.name("registry"),
                             "-v", f"{self.volume}:/storage", "-e", f"REGISTRY_HTTP_ADDR=127.0.0.1:{self.port}",
+                            "-e", f"REGISTRY_HTTP_DEBUG_ADDR=127.0.0.1:{self.metrics_port}",
+                            "-e", "REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED=true",
+                            "-e", "REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH=/metrics",
                             f"docker/dtr-registry:{VERSION}")
         wait_for(lambda: requests.get(self.registry_url + "/v2/", timeout=2).status_code == 200,
                  timeout=30, what="the registry in the dtr-registry container")
@@ -149,6 +162,8 @@ class DtrNode:
             names = [self.name(c) for c in (*SLEEPERS, "registry")]
             self.dockerd.docker("rm", "-f", *names, check=False, timeout=120)
             self.dockerd.docker("volume", "rm", "-f", self.volume, check=False)
+            if self.network != "host":  # its bridge interface would outlive dockerd
+                self.dockerd.docker("network", "rm", self.network, check=False)
         self.dockerd.stop()
         self._reap()
 

@@ -6,6 +6,7 @@ targets, rule files and Alertmanager, starts Debian's ``prometheus``, waits for
 ``Alertmanager`` does the same for ``prometheus-alertmanager`` (clustering off),
 and ``Webhook`` is a receiver that keeps every notification it is sent.
 Each is a context manager that stops its process and leaves nothing running.
+``watched_dtr_node`` puts them to work on a stand-in DTR node (``DtrStack``).
 
     with Prometheus(tmp_path, targets=[exporter.url]) as prom:
         prom.wait_targets_up()
@@ -15,26 +16,42 @@ Each is a context manager that stops its process and leaves nothing running.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import tempfile
 import threading
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import requests
 import yaml
 
+from exporter.forecast import Sample
+from exporter.history import History
+from exporter.storage_id import storage_id
 from tests.support import Exporter, free_port, require, stop_process, wait_for
+
+if TYPE_CHECKING:
+    from tests.dtr_node import DtrNode
+    from tests.registry import Registry
+    from tests.standin_dtr import StandinDtr
 
 
 FAST_COLLECTORS = ("memory", "cpu", "filesystem", "diskio", "storage", "pagecache", "traffic")
 
 
-def fast_exporter_config(path: Path, thresholds: dict | None = None) -> Path:
+def fast_exporter_config(path: Path, thresholds: dict | None = None, collectors: dict | None = None,
+                         **sections: dict) -> Path:
     """An exporter config whose host collectors sample every second, so ratios and windows
-    exist a few seconds after start instead of after the default 15-300 s."""
-    config = {"collectors": {name: {"interval": "1s"} for name in FAST_COLLECTORS}}
+    exist a few seconds after start instead of after the default 15-300 s; ``collectors``
+    adds or overrides collector settings, ``sections`` are further top-level sections."""
+    config = {"collectors": {**{name: {"interval": "1s"} for name in FAST_COLLECTORS}, **(collectors or {})},
+              **sections}
     if thresholds:
         config["thresholds"] = thresholds
     path.write_text(yaml.safe_dump(config))
@@ -223,25 +240,98 @@ class Alertmanager:
         return requests.get(self.url + "/api/v2/alerts", timeout=5).json()
 
 
+HISTORY_DAYS = 4
+REPOSITORY = "team/app"
+# What a test may look at only once Prometheus has it: rates over a few scrapes, the CPU busy
+# window, the first scan and the growth it continues, container stats, the DTR API's answers,
+# registry traffic, the page-cache hit ratio (over a MiB of reads) and the verdicts they feed.
+SLOW_SERIES = (
+    "rate(dtr_cpu_seconds_total[5s])", "dtr_cpu_busy_ratio", "dtr_storage_blobs > 0",
+    "dtr_registry_served_bytes_total > 0", "dtr_api_up == 1", "dtr_info", "dtr_replica_healthy",
+    "rate(dtr_container_cpu_seconds_total[5s])", "rate(dtr_container_network_receive_bytes_total[5s])",
+    "dtr_storage_growth_bytes_per_second > 0", "dtr_storage_full_forecast_seconds",
+    'dtr_sizing_observed{check="storage_forecast"}', 'dtr_sizing_observed{check="inodes_free"}',
+    'dtr_sizing_observed{check="page_cache_hit_ratio"}',
+)
+
+
+def seed_growth_history(state_dir: Path, store: Path, data_bytes: int, now: float) -> Path:
+    """Hourly samples over HISTORY_DAYS days in which the store grew steadily to ``data_bytes``,
+    written with the exporter's own History class under the id the exporter will give the store,
+    so its first scan continues the series and the growth and forecast are published at once."""
+    history = History(state_dir, storage_id(store, Path("/proc")))
+    st = os.statvfs(store)
+    hours = HISTORY_DAYS * 24
+    for i in range(hours + 1):  # from a quarter of today's size to all of it, the last ten minutes ago
+        history.add(Sample(now - 600 - (hours - i) * 3600, data_bytes * (hours + 3 * i) // (4 * hours),
+                           st.f_bavail * st.f_frsize))
+    assert not history.warning, history.warning
+    return history.path
+
+
+@dataclass
+class DtrStack:
+    """A stand-in DTR node watched by an exporter that a Prometheus scrapes (see ``watched_dtr_node``)."""
+
+    node: "DtrNode"
+    api: "StandinDtr"
+    client: "Registry"  # tests/registry.py's v2 client, pointed at the registry in dtr-registry-<id>
+    layers: list[str]
+    exporter: Exporter
+    prom: Prometheus
+
+    def ready(self) -> Prometheus:
+        """Pull every layer twice and wait until SLOW_SERIES are all in Prometheus. The hit ratio
+        needs reads within the exporter's last five minutes, which a session-long stack cannot
+        promise each module that uses it: each calls this first."""
+        for digest in self.layers * 2:
+            self.client.pull_blob(REPOSITORY, digest)
+
+        def all_there() -> bool:
+            missing = [q for q in SLOW_SERIES if not self.prom.query(q)]
+            assert not missing, f"no data yet for {missing}"  # wait_for's timeout message shows the last one
+            return True
+        wait_for(all_there, timeout=90, what="every slow series in Prometheus")
+        return self.prom
+
+
 @contextmanager
-def watched_registry(workdir: Path, rule_files: Iterable[Path] = ()):
-    """A real registry, pushed to and pulled from, an exporter watching it and Prometheus
-    scraping both; yields (registry, exporter, prometheus) once rates, ratios, a storage scan,
-    registry traffic and the page-cache hit ratio (over a MiB of reads) are all in Prometheus."""
-    from tests.registry import Registry  # needs docker-registry; imported only by who uses it
-    config = fast_exporter_config(Path(workdir) / "exporter.yml")
-    with Registry(workdir) as registry:
-        manifest, blobs = registry.push_image("team/app", "1.0", [1 << 20, 1 << 20])
-        with Exporter("--config.file", str(config), "--storage.path", str(registry.storage),
-                      "--registry.metrics-url", registry.metrics_url) as exporter, \
-                Prometheus(workdir, targets=[exporter.url], rule_files=rule_files, extra_scrape_configs=[{
-                    "job_name": "registry",
-                    "static_configs": [{"targets": [_host_port(registry.metrics_url).split("/")[0]]}]}]) as prom:
+def watched_dtr_node(workdir: Path, rule_files: Iterable[Path] = ()):
+    """A stand-in DTR node (tests/dtr_node.py; its components other than the registry on a bridge
+    network, so Docker reports their network counters) with an image pushed to its registry, the
+    DTR API stand-in answering for it, and an exporter that finds both through --docker.host and
+    --dtr.url, starts on a state dir seeded with days of growth history and reads the registry's
+    own metrics; Prometheus scrapes the exporter and the registry every second."""
+    from tests.dtr_node import DtrNode  # need dockerd and docker-registry: imported only by who uses them
+    from tests.registry import Registry
+    from tests.standin_dtr import StandinDtr
+    workdir = Path(workdir)
+    # the store on a disk-backed filesystem: /tmp may be tmpfs, whose pages never leave the cache
+    node = DtrNode(Path(tempfile.mkdtemp(prefix="dtr-node-", dir="/var/tmp")), network="dtr-ol")
+    try:
+        node.start()
+        client = Registry(workdir / "client")
+        client.url = node.registry_url
+        _, blobs = client.push_image(REPOSITORY, "1.0", [1 << 20, 1 << 20])
+        state = workdir / "state"
+        seed_growth_history(state, node.store, sum(blobs.values()), time.time())
+        pid = int(node.dockerd.docker("inspect", "-f", "{{.State.Pid}}", node.name("registry")).stdout)
+        config = fast_exporter_config(
+            workdir / "exporter.yml", dtr={"timeout": "1s"},
+            collectors={"docker": {"enabled": True, "interval": "5s"}, "dtr_api": {"enabled": True, "interval": "1s"}},
+            # this registry's process only: other tests' registries come and go on this host
+            registry={"process_names": [], "pids": [pid]})
+        scrape_registry = {"job_name": "registry",
+                           "static_configs": [{"targets": [_host_port(node.metrics_url).split("/")[0]]}]}
+        with StandinDtr({node.replica_id: "OK"}) as api, \
+                Exporter("--config.file", str(config), "--docker.host", node.host, "--dtr.url", api.url,
+                         "--dtr.username", api.username, "--storage.state-dir", str(state),
+                         "--registry.metrics-url", node.metrics_url, env={"DTR_PASSWORD": api.password}) as exporter, \
+                Prometheus(workdir, targets=[exporter.url], rule_files=rule_files,
+                           extra_scrape_configs=[scrape_registry]) as prom:
             prom.wait_targets_up()
-            for digest in sorted(set(blobs) - {manifest}) * 2:
-                registry.pull_blob("team/app", digest)
-            wait_for(lambda: prom.query("rate(dtr_cpu_seconds_total[5s])") and prom.query("dtr_cpu_busy_ratio")
-                     and prom.query("dtr_storage_blobs > 0") and prom.query("dtr_registry_served_bytes_total > 0")
-                     and prom.query('dtr_sizing_observed{check="page_cache_hit_ratio"}'),
-                     timeout=60, what="rates, ratios, a storage scan, registry traffic and page-cache hits")
-            yield registry, exporter, prom
+            layers = sorted(d for d, size in blobs.items() if size == 1 << 20)
+            yield DtrStack(node, api, client, layers, exporter, prom)
+    finally:
+        node.stop()
+        shutil.rmtree(node.base, ignore_errors=True)
