@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import __version__, statuspage
+from . import __version__, statuspage, webtls
 from .exposition import Renderer
 from .sampler import Snapshot
 
@@ -31,8 +31,8 @@ MAX_HEAD = 16 * 1024
 MAX_CONNECTIONS = 512
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REASONS = {200: "OK", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-           405: "Method Not Allowed", 408: "Request Timeout", 431: "Request Header Fields Too Large",
-           503: "Service Unavailable"}
+           405: "Method Not Allowed", 408: "Request Timeout", 429: "Too Many Requests",
+           431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
 @dataclass
@@ -82,9 +82,11 @@ class App:
                             "text/html; charset=utf-8")
         if path == "/-/healthy":
             return Response(200, b"Healthy\n")
-        if path == "/-/ready":
-            ready = self.snapshot().ready
-            return Response(200, b"Ready\n") if ready else Response(503, b"Not ready: first sampling pass running\n")
+        if path == "/-/ready":  # ready means measured: every enabled collector has read or failed once
+            snapshot = self.snapshot()
+            if snapshot.ready:
+                return Response(200, b"Ready\n")
+            return Response(503, f"Not ready: no first reading yet from {', '.join(snapshot.pending)}\n".encode())
         return Response(404, b"Not Found\n")
 
     def metrics(self, request: Request) -> Response:
@@ -146,15 +148,18 @@ class Server:
     def __init__(self, app: App, host: str | None, port: int, ssl_context=None):
         self.app, self.ssl_context = app, ssl_context
         self.sockets = listen(host, port)
+        self._servers: list[asyncio.Server] = []
         self.connections = 0
         self._handlers: set[asyncio.Task] = set()  # open connections, ended at shutdown
         self._bcrypt = ThreadPoolExecutor(BCRYPT_WORKERS, thread_name_prefix="bcrypt")
 
     async def answer(self, request: Request) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return Response(405, b"Method Not Allowed\n", headers={"Allow": "GET, HEAD"})
         web_config = self.app.web_config
         config = web_config.current() if web_config else None
+        if config is not None and not web_config.admit():  # rate_limit counts every request, as the toolkit's
+            return Response(429, b"Too Many Requests\n", headers=dict(config.headers))
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, b"Method Not Allowed\n", headers={"Allow": "GET, HEAD"})
         header = request.headers.get("authorization")
         allowed = True if config is None else config.cached(header)
         if allowed is None:  # a cache miss costs a bcrypt: off the loop, so other scrapes go on
@@ -166,6 +171,9 @@ class Server:
         self._handlers.add(asyncio.current_task())
         try:
             if self.connections > MAX_CONNECTIONS:
+                return
+            if not webtls.client_allowed(writer.get_extra_info("ssl_object")):
+                log.debug("client certificate has none of client_allowed_sans: connection closed")
                 return
             while True:
                 try:
@@ -201,26 +209,38 @@ class Server:
             self._handlers.discard(asyncio.current_task())
             writer.close()
 
+    async def _start(self, context) -> None:
+        """Serves new connections with this SSL context; the servers of the last one stop accepting."""
+        old = self._servers
+        self._servers = [await asyncio.start_server(  # a dup per server: closing one leaves the socket listening
+            self.handle, sock=sock.dup(), ssl=context, limit=MAX_HEAD,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if context else None) for sock in self.sockets]
+        self.ssl_context = context
+        for server in old:
+            server.close()
+
     async def serve(self, stop: asyncio.Event) -> None:
-        servers = [await asyncio.start_server(
-            self.handle, sock=sock, ssl=self.ssl_context, limit=MAX_HEAD,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.ssl_context else None) for sock in self.sockets]
+        await self._start(self.ssl_context)
         addresses = ", ".join(_show(s.getsockname()) for s in self.sockets)
         log.info("listening", extra={"address": addresses, "tls": self.ssl_context is not None})
         watch = asyncio.create_task(self.watch_config(stop)) if self.app.web_config else None
         await stop.wait()
-        for server in servers:
+        if watch:  # first: it may be starting servers with a reloaded context
+            await watch
+        for server in self._servers:
             server.close()
+        for sock in self.sockets:
+            sock.close()
         handlers = list(self._handlers)  # idle keep-alive connections: end them before the loop goes
         for task in handlers:
             task.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
-        if watch:
-            await watch
 
     async def watch_config(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            self.app.web_config.refresh()
+            config = self.app.web_config.refresh()
+            if self.ssl_context is not None and config.context is not self.ssl_context:
+                await self._start(config.context)  # the toolkit's rule: a new connection sees the new file
             try:
                 await asyncio.wait_for(stop.wait(), CONFIG_CHECK)
             except asyncio.TimeoutError:

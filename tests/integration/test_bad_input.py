@@ -111,7 +111,7 @@ WEB_CONFIGS = {  # id: (builder(certs, tmp) -> YAML-able object or raw text, a w
                                                               "key_file": str(c.client_key)}}, "tls_server_config"),
     "tls-unknown-key": (lambda c, t: pem(c, ciphers="ALL"), "ciphers"),
     "client-auth-type": (lambda c, t: pem(c, client_auth_type="Bogus"), "client_auth_type"),
-    "verify-without-ca": (lambda c, t: pem(c, client_auth_type="RequireAndVerifyClientCert"), "client_ca_file"),
+    "ca-without-policy": (lambda c, t: pem(c, client_ca_file=str(c.ca)), "client_ca_file"),
     "client-ca-missing": (lambda c, t: pem(c, client_auth_type="RequireAndVerifyClientCert",
                                            client_ca_file="/nonexistent-ca.crt"), "tls_server_config"),
     "min-version": (lambda c, t: pem(c, min_version="TLS14"), "min_version"),

@@ -15,7 +15,7 @@ from tests.integration import tlscerts
 from tests.integration.web_harness import LoggedExporter
 from tests.support import wait_for
 
-HEADERS = {"X-Frame-Options": "DENY", "Strict-Transport-Security": "max-age=31536000",
+HEADERS = {"X-Frame-Options": "deny", "Strict-Transport-Security": "max-age=31536000",
            "Content-Security-Policy": "default-src 'self'"}
 
 
@@ -69,7 +69,7 @@ def test_headers_on_every_answer(tls_exporter, certs):
     for path, status in (("/", 200), ("/-/healthy", 200), ("/nowhere", 404)):
         answer = requests.get(exporter.url + path, verify=str(certs.ca), timeout=5)
         assert answer.status_code == status
-        assert answer.headers["X-Frame-Options"] == "DENY", path
+        assert answer.headers["X-Frame-Options"] == "deny", path
     post = requests.post(exporter.url + "/metrics", verify=str(certs.ca), timeout=5)
     assert post.status_code == 405 and post.headers["Allow"] == "GET, HEAD"
 
@@ -114,18 +114,18 @@ def test_mutual_tls_requires_a_verified_client_certificate(mtls_exporter, certs)
 def test_reload_on_change_and_invalid_edit_keeps_last_good(tls_exporter, certs):
     exporter, config = tls_exporter
     get = lambda: requests.get(exporter.url + "/-/healthy", verify=str(certs.ca), timeout=5)  # noqa: E731
-    assert get().headers["X-Frame-Options"] == "DENY"
+    assert get().headers["X-Frame-Options"] == "deny"
 
     raw = yaml.safe_load(config.read_text())
-    raw["http_server_config"]["headers"]["X-Frame-Options"] = "SAMEORIGIN"
+    raw["http_server_config"]["headers"]["X-Frame-Options"] = "sameorigin"
     config.write_text(yaml.safe_dump(raw))
-    wait_for(lambda: get().headers["X-Frame-Options"] == "SAMEORIGIN", timeout=10, what="reload")
+    wait_for(lambda: get().headers["X-Frame-Options"] == "sameorigin", timeout=10, what="reload")
 
     config.write_text("tls_server_config: [this is not: a mapping\n")
     deadline = time.monotonic() + 3  # longer than the watcher's one-second check interval
     while time.monotonic() < deadline:
         answer = get()
-        assert answer.status_code == 200 and answer.headers["X-Frame-Options"] == "SAMEORIGIN"
+        assert answer.status_code == 200 and answer.headers["X-Frame-Options"] == "sameorigin"
     wait_for(lambda: "web config not reloaded" in exporter.log(), timeout=5, what="log line")
     line = next(l for l in exporter.log().splitlines() if "web config not reloaded" in l)
     assert "invalid YAML" in line and "level=error" in line
@@ -136,9 +136,9 @@ def test_reload_on_change_and_invalid_edit_keeps_last_good(tls_exporter, certs):
     assert get().status_code == 200
 
     raw["tls_server_config"] = {"cert_file": str(certs.server_cert), "key_file": str(certs.server_key)}
-    raw["http_server_config"]["headers"]["X-Frame-Options"] = "DENY"
+    raw["http_server_config"]["headers"]["X-Frame-Options"] = "deny"
     config.write_text(yaml.safe_dump(raw))
-    wait_for(lambda: get().headers["X-Frame-Options"] == "DENY", timeout=10, what="recovery after a fix")
+    wait_for(lambda: get().headers["X-Frame-Options"] == "deny", timeout=10, what="recovery after a fix")
     assert exporter.proc.poll() is None
 
 
