@@ -57,11 +57,6 @@ class App:
         self.snapshot, self.renderer, self.web_config = snapshot, renderer, web_config
         self._gzip: tuple[bytes, bytes] | None = None
 
-    def __call__(self, request: Request) -> Response:
-        config = self.web_config.current() if self.web_config else None
-        allowed = config is None or config.authorized(request.headers.get("authorization"))
-        return self.respond(request, config, allowed)
-
     def respond(self, request: Request, config, allowed: bool) -> Response:
         """The answer once authorization is decided; the configured headers go on every answer."""
         if allowed:
@@ -77,8 +72,9 @@ class App:
         if path == "/metrics":
             return self.metrics(request)
         if path == "/":
-            verdicts, _ = self.renderer.render(self.snapshot())
-            return Response(200, statuspage.render(self.snapshot(), verdicts, __version__).encode(),
+            snapshot = self.snapshot()  # one snapshot: the page and its verdicts must agree
+            verdicts, _ = self.renderer.render(snapshot)
+            return Response(200, statuspage.render(snapshot, verdicts, __version__).encode(),
                             "text/html; charset=utf-8")
         if path == "/-/healthy":
             return Response(200, b"Healthy\n")
