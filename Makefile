@@ -5,7 +5,7 @@ VENV ?= .venv
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test check deps golden dashboards bench clean chart-files image
+.PHONY: run test check deps golden generate dashboards docs bench clean chart-files image
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV) || { apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -38,12 +38,12 @@ golden: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(VENV)/bin/python bench/run.py $(ARGS)
 
-dashboards: $(VENV)/bin/python
-	$(VENV)/bin/python dashboards/generate.py
-
-# The chart's copies of alerts/ and dashboards/ (a test fails while they differ).
-chart-files:
-	scripts/sync-chart-files.sh
+# Every generated file: from mixin/config.yml the alert and recording rules, the dashboards and
+# the chart's copies of both; from exporter/config.py the settings tables in docs/configuration.md
+# and README.md. Tests fail while one is stale. `dashboards`, `chart-files` and `docs` are old names.
+generate dashboards chart-files docs: $(VENV)/.installed
+	$(VENV)/bin/python -m mixin
+	$(VENV)/bin/python -c 'from pathlib import Path; from exporter import config; config.write_docs(Path("."))'
 
 image:
 	docker build -t dtr-sizing-exporter/dtr-sizing-exporter:$$($(PYTHON) -c 'import exporter; print(exporter.__version__)') .

@@ -25,7 +25,7 @@ MEASURE = r"""
 import json, sys, time, resource
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from exporter.collectors import Context, Discovery
+from exporter.collectors import Context, Found
 from exporter.collectors.storage import StorageCollector
 from exporter.config import Config
 def rss():
@@ -33,12 +33,13 @@ def rss():
         if line.startswith(("VmRSS", "VmHWM")):
             yield line.split()[0][:-1], int(line.split()[1]) * 1024
 idle = dict(rss())["VmRSS"]
-collector = StorageCollector(Context(config=Config(), discovery=Discovery(Path(sys.argv[1]))))
+collector = StorageCollector(Context(config=Config()))
+store = Found(storage_path=Path(sys.argv[1]))
 started = time.monotonic()
-r = collector.collect()
+r = collector.collect(store)
 first = time.monotonic() - started
 started = time.monotonic()
-again = collector.collect()
+again = collector.collect(store)
 second = time.monotonic() - started
 print(json.dumps({"idle_rss": idle, "peak_rss": dict(rss())["VmHWM"], "blobs": r.blobs,
                   "first": first, "second": second, "second_listed": again.scan_prefixes_changed}))

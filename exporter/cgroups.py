@@ -158,3 +158,45 @@ def online_cpus(sysfs: Path) -> int | None:
         return procfs.parse_cpulist(text) if text and text.strip() else None
     except ValueError:
         return None
+
+
+# --- memory: how much page cache a cgroup's limits leave the registry -------------------------
+
+NO_MEMORY_LIMIT = 1 << 62  # v1 writes "no limit" as PAGE_COUNTER_MAX pages: 9223372036854771712
+
+
+def memory_headroom(limit_text: str | None, stat_text: str | None) -> int | None:
+    """A cgroup's memory limit minus its anonymous memory: the page cache it can hold; None: no limit.
+
+    ``limit_text`` is v2 ``memory.max`` or v1 ``memory.limit_in_bytes``; ``stat_text`` is that
+    cgroup's ``memory.stat``, whose ``anon`` (v2) or ``total_rss`` (v1, this cgroup and its
+    children; ``rss`` where hierarchy accounting is off) counts the anonymous memory charged there.
+    """
+    value = (limit_text or "").strip()
+    if not value or value == "max" or not value.isdigit() or int(value) >= NO_MEMORY_LIMIT:
+        return None
+    stat = dict(line.split(None, 1) for line in (stat_text or "").splitlines() if len(line.split()) == 2)
+    anon = stat.get("anon") or stat.get("total_rss") or stat.get("rss") or "0"
+    return max(0, int(value) - int(anon)) if anon.strip().isdigit() else int(value)
+
+
+def _memory_base(sysfs: Path, m: Membership) -> Path | None:
+    root = sysfs / "fs" / "cgroup"
+    if not m.controllers and m.hierarchy == "0":
+        return root if (root / "cgroup.controllers").is_file() else None
+    if "memory" not in m.controllers:
+        return None
+    return next((root / n for n in (",".join(m.controllers), "memory") if (root / n).is_dir()), None)
+
+
+def memory_room(proc_root: Path, sysfs: Path, pid: int) -> int | None:
+    """The least headroom of ``pid``'s memory cgroup and its ancestors (each limit binds); None: no limit."""
+    rooms = []
+    for m in memberships(proc_root, pid):
+        base = _memory_base(sysfs, m)
+        leaf = resolve(base, m.path, namespace_depth(proc_root, m.hierarchy)) if base else None
+        for d in _ancestry(base, leaf) if leaf else ():
+            limits = [_read(d / "memory.max"), _read(d / "memory.high"), _read(d / "memory.limit_in_bytes")]
+            stat = _read(d / "memory.stat")
+            rooms += [r for text in limits if (r := memory_headroom(text, stat)) is not None]
+    return min(rooms, default=None)

@@ -16,35 +16,15 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from . import DEFAULT_PORT, __version__, collectors, config as cfg, log, progress
-from .collectors import Context, Discovery
+from . import __version__, collectors, config as cfg, log, progress
+from .collectors import Context, Found
 from .exposition import Renderer
 from .report import as_json, as_table, exit_status
 from .sampler import Job, Sampler
 
 PROG = "dtr-sizing-exporter"
 COMMANDS = ("serve", "check", "metrics")
-# flag -> (Config attribute, parser, help)
-FLAGS: dict[str, tuple[str, Callable[[object], object], str]] = {
-    "--web.listen-address": ("listen_address", cfg._address, f"host:port to listen on (default :{DEFAULT_PORT})"),
-    "--web.config.file": ("web_config_file", cfg._str, "exporter-toolkit web config: TLS, basic auth, headers"),
-    "--path.procfs": ("procfs", cfg._str, "procfs mount point (default /proc)"),
-    "--path.sysfs": ("sysfs", cfg._str, "sysfs mount point (default /sys)"),
-    "--path.rootfs": ("rootfs", cfg._str, "host root filesystem mount point (default /)"),
-    "--storage.path": ("storage_path", cfg._str, "registry storage root: the directory holding docker/registry/v2"),
-    "--storage.scan-rate": ("scan_rate", lambda v: cfg._rate(float(v)), "files per second the scan may stat, 0 = no limit"),
-    "--storage.state-dir": ("state_dir", cfg._str, "directory for the growth history that survives restarts"),
-    "--storage.scan-shared": ("scan_shared", cfg._choice(*cfg.SHARED_SCAN), "scan a store shared with other replicas: auto, always, never"),
-    "--registry.metrics-url": ("registry_metrics_url", cfg._str, "the registry's own Prometheus endpoint (http.debug.prometheus), for its traffic"),
-    "--docker.host": ("docker_host", cfg._str, "Docker Engine API address (default the local socket)"),
-    "--docker.data-root": ("docker_data_root", cfg._str, "Docker's data root on the host (default /var/lib/docker)"),
-    "--dtr.url": ("dtr_url", cfg._str, "DTR base URL, e.g. https://dtr.example.com"),
-    "--dtr.username": ("dtr_username", cfg._str, "DTR user for the API (password from --dtr.password-file or DTR_PASSWORD)"),
-    "--dtr.password-file": ("dtr_password_file", cfg._str, "file holding the DTR password or token"),
-    "--dtr.ca-file": ("dtr_ca_file", cfg._str, "CA bundle that signs DTR's certificate"),
-    "--log.level": ("log_level", cfg._choice(*cfg.LOG_LEVELS), "debug, info, warn or error"),
-    "--log.format": ("log_format", cfg._choice(*cfg.LOG_FORMATS), "logfmt or json"),
-}
+FLAGS = tuple(s for s in cfg.SETTINGS if s.flag)  # the settings a flag can set; the rest only in the file
 EXIT_STATUS = """exit status:
   serve     0 stopped cleanly by SIGTERM/SIGINT; 2 bad flags or config
   check     0 no check fails; 1 at least one check fails; 2 bad flags or config;
@@ -72,13 +52,14 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _typed(flag: str, parser: Callable[[object], object]) -> Callable[[str], object]:
+def _typed(setting: cfg.Setting) -> Callable[[str], object]:
+    """The setting's own parser on the flag's text, its ValueError as argparse's one-line error."""
     def convert(text: str) -> object:
         try:
-            return parser(text)
+            return setting.kind.parse(setting.kind.from_text(text))
         except ValueError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
-    convert.__name__ = flag
+    convert.__name__ = setting.flag
     return convert
 
 
@@ -89,10 +70,12 @@ def build_parser() -> Parser:
     p.add_argument("command", nargs="?", default="serve", choices=COMMANDS,
                    help="serve (default): HTTP server; check: print verdicts; metrics: print one exposition")
     p.add_argument("--config.file", dest="config_file", metavar="PATH", help="YAML configuration file")
-    for flag, (attr, parser, text) in FLAGS.items():
-        p.add_argument(flag, dest=attr, type=_typed(flag, parser), metavar="VALUE", help=text)
-    p.add_argument("--dtr.insecure", dest="dtr_insecure", action="store_true", default=None,
-                   help="do not verify DTR's TLS certificate (for tests only)")
+    for s in FLAGS:
+        text = s.flag_help().replace("%", "%%")
+        if s.kind is cfg.BOOL:  # giving the flag means true; the file may still say so
+            p.add_argument(s.flag, dest=s.attr, action="store_true", default=None, help=text)
+        else:
+            p.add_argument(s.flag, dest=s.attr, type=_typed(s), metavar=s.kind.metavar, help=text)
     p.add_argument("--output", choices=("table", "json"), help="check only: table (default) or json")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     for name, (on, _, _, reads) in collectors.DEFAULTS.items():
@@ -110,11 +93,9 @@ def load_config(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
     if args.output and args.command != "check":
         raise UsageError(f"--output: applies to the check command only, not to {args.command}")
     config = cfg.load_file(args.config_file) if args.config_file else cfg.Config()
-    for attr, _, _ in FLAGS.values():
-        if getattr(args, attr) is not None:
-            setattr(config, attr, getattr(args, attr))
-    if args.dtr_insecure:
-        config.dtr_insecure = True
+    for s in FLAGS:
+        if getattr(args, s.attr) is not None:
+            setattr(config, s.attr, getattr(args, s.attr))
     for name in collectors.DEFAULTS:
         chosen = getattr(args, f"collector_{name}")
         if chosen is not None:
@@ -129,11 +110,11 @@ def build(config: cfg.Config) -> tuple[Sampler, Renderer, Context]:
     ctx = Context(
         procfs=Path(config.procfs), sysfs=Path(config.sysfs), rootfs=Path(config.rootfs),
         docker_data_root=Path(config.docker_data_root), config=config,
-        discovery=Discovery(Path(config.storage_path) if config.storage_path else None),
     )
     jobs = {name: Job(collectors.create(name, ctx), s.interval, s.timeout)
             for name, s in config.collectors.items() if s.enabled}
-    return Sampler(jobs, store=ctx.discovery.store), Renderer(config.thresholds_in_force()), ctx
+    given = Found(storage_path=Path(config.storage_path) if config.storage_path else None)  # wins over discovery
+    return Sampler(jobs, given=given), Renderer(config.thresholds_in_force()), ctx
 
 
 def sample_once(sampler: Sampler) -> None:

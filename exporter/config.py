@@ -1,14 +1,20 @@
 """Configuration: the YAML file and the flags, merged into one ``Config``.
 
-Every setting has one YAML key (``section.key``) and, where useful, a flag;
-the flag wins. Anything wrong raises ``ConfigError`` with one line that names
-the key, what was wrong and what is accepted.
+Every setting is declared once, as a ``Setting`` in ``SETTINGS``: its YAML key
+(``section.key``), the ``Config`` attribute, the kind of value, the default,
+its flag if it has one, and its help and docs text. The YAML validation, the
+flags, ``--help`` and the reference table in docs/configuration.md all come
+from that list. The flag wins over the file. Anything wrong raises
+``ConfigError`` with one line that names the key, what was wrong and what is
+accepted.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+import math
+import re
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,60 +24,9 @@ from . import DEFAULT_PORT, units
 from .collectors import DEFAULTS as COLLECTOR_DEFAULTS
 from .sizing import CHECKS, MEMORY_TOLERANCE, SEVERITIES
 
-LOG_LEVELS = ("debug", "info", "warn", "error")
-LOG_FORMATS = ("logfmt", "json")
-SHARED_SCAN = ("auto", "always", "never")
-
 
 class ConfigError(Exception):
     """A configuration problem, said in one line."""
-
-
-@dataclass
-class CollectorSettings:
-    enabled: bool
-    interval: float
-    timeout: float
-
-
-@dataclass
-class Config:
-    listen_address: str = f":{DEFAULT_PORT}"
-    web_config_file: str | None = None
-    procfs: str = "/proc"
-    sysfs: str = "/sys"
-    rootfs: str = "/"
-    storage_path: str | None = None
-    scan_rate: float = 0.0
-    state_dir: str | None = None
-    scan_shared: str = "auto"
-    docker_host: str | None = None
-    docker_data_root: str = "/var/lib/docker"
-    dtr_url: str | None = None
-    dtr_username: str | None = None
-    dtr_password_file: str | None = None
-    dtr_ca_file: str | None = None
-    dtr_insecure: bool = False
-    dtr_timeout: float = 5.0
-    registry_process_names: list[str] = field(default_factory=lambda: ["registry", "docker-registry"])
-    registry_pids: list[int] = field(default_factory=list)
-    registry_metrics_url: str | None = None
-    log_level: str = "info"
-    log_format: str = "logfmt"
-    collectors: dict[str, CollectorSettings] = field(default_factory=lambda: {
-        name: CollectorSettings(on, interval, timeout)
-        for name, (on, interval, timeout, _) in COLLECTOR_DEFAULTS.items()})
-    thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
-    memory_tolerance: float = MEMORY_TOLERANCE
-    collectors_chosen: set[str] = field(default_factory=set)  # enabled/disabled by the file, not by default
-
-    def thresholds_in_force(self) -> dict[str, dict[str, float]]:
-        """check -> severity -> threshold, memory tolerance applied."""
-        out = {name: dict(spec.defaults) for name, spec in CHECKS.items()}
-        for name, by_severity in self.thresholds.items():
-            out[name] = dict(by_severity)
-        out["memory_total"] = {s: v * (1 - self.memory_tolerance) for s, v in out["memory_total"].items()}
-        return {name: by for name, by in out.items() if by}
 
 
 # --- value parsers: each raises ValueError with what is accepted -------------
@@ -86,14 +41,6 @@ def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
     return value
-
-
-def _choice(*choices: str) -> Callable[[object], str]:
-    def parse(value: object) -> str:
-        if value not in choices:
-            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
-        return value
-    return parse
 
 
 def _address(value: object) -> str:
@@ -112,9 +59,17 @@ def _interval(value: object) -> float:
 
 
 def _rate(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
         raise ValueError("expected files per second, 0 for no limit")
     return float(value)
+
+
+def _number_text(text: str) -> object:
+    """Flag text to a number where it is one; otherwise the text, for the parser to refuse."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _str_list(value: object) -> list[str]:
@@ -129,23 +84,231 @@ def _pid_list(value: object) -> list[int]:
     return value
 
 
-# section -> key -> (Config attribute, parser)
-SCHEMA: dict[str, dict[str, tuple[str, Callable[[object], Any]]]] = {
-    "web": {"listen_address": ("listen_address", _address), "config_file": ("web_config_file", _str)},
-    "paths": {"procfs": ("procfs", _str), "sysfs": ("sysfs", _str), "rootfs": ("rootfs", _str)},
-    "storage": {"path": ("storage_path", _str), "scan_rate": ("scan_rate", _rate),
-                "state_dir": ("state_dir", _str), "scan_shared": ("scan_shared", _choice(*SHARED_SCAN))},
-    "docker": {"host": ("docker_host", _str), "data_root": ("docker_data_root", _str)},
-    "dtr": {"url": ("dtr_url", _str), "username": ("dtr_username", _str),
-            "password_file": ("dtr_password_file", _str), "ca_file": ("dtr_ca_file", _str),
-            "insecure": ("dtr_insecure", _bool), "timeout": ("dtr_timeout", _interval)},
-    "registry": {"process_names": ("registry_process_names", _str_list), "pids": ("registry_pids", _pid_list),
-                 "metrics_url": ("registry_metrics_url", _str)},
-    "log": {"level": ("log_level", _choice(*LOG_LEVELS)), "format": ("log_format", _choice(*LOG_FORMATS))},
+@dataclass(frozen=True)
+class Kind:
+    """A kind of value: how YAML (and flag text) is parsed, and how docs and ``--help`` name it."""
+
+    parse: Callable[[object], Any]  # raises ValueError saying what is accepted
+    doc: str                        # the type column of the reference table
+    metavar: str = "VALUE"
+    from_text: Callable[[str], object] = str  # flag text to what ``parse`` takes
+
+
+def choice(*choices: str) -> Kind:
+    def parse(value: object) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+    return Kind(parse, ", ".join(f"`{c}`" for c in choices), "|".join(choices))
+
+
+PATH = Kind(_str, "path", "PATH")
+TEXT = Kind(_str, "string", "TEXT")
+URL = Kind(_str, "URL", "URL")
+ADDRESS = Kind(_address, "host:port", "HOST:PORT")
+BOOL = Kind(_bool, "true/false")  # a flag of this kind takes no value: giving it means true
+DURATION = Kind(_interval, "duration, 100ms-1d", "DURATION")
+RATE = Kind(_rate, "number ≥ 0", "N", _number_text)
+NAMES = Kind(_str_list, "list of names")
+PIDS = Kind(_pid_list, "list of pids")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting, declared once."""
+
+    key: str           # section.key in the YAML file
+    attr: str          # the Config attribute
+    kind: Kind
+    default: Any
+    help: str          # --help, and the reference table unless ``doc`` says more
+    flag: str | None = None
+    doc: str | None = None    # the reference table's "meaning", Markdown
+    shown: str | None = None  # the default as the table shows it, when the value alone does not say it
+
+    @property
+    def section(self) -> str:
+        return self.key.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.split(".", 1)[1]
+
+    def shown_default(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        if self.default is None:
+            return "none"
+        if isinstance(self.default, bool):
+            return f"`{str(self.default).lower()}`"
+        if isinstance(self.default, list):
+            return f"`[{', '.join(map(str, self.default))}]`"
+        if isinstance(self.default, float) and self.default.is_integer():
+            return f"`{int(self.default)}`"
+        return f"`{self.default}`"
+
+    def flag_help(self) -> str:
+        """The --help line: the short text and the default, without Markdown."""
+        return f"{self.help} [default: {self.shown_default().replace('`', '')}]"
+
+
+LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("logfmt", "json")
+SHARED_SCAN = ("auto", "always", "never")
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("web.listen_address", "listen_address", ADDRESS, f":{DEFAULT_PORT}", "host:port to listen on",
+            flag="--web.listen-address", doc="where the HTTP server listens; port 1-65535",
+            shown=f"`:{DEFAULT_PORT}` (all addresses)"),
+    Setting("web.config_file", "web_config_file", PATH, None,
+            "exporter-toolkit web config: TLS, basic auth, headers", flag="--web.config.file",
+            doc="exporter-toolkit web config: TLS, client certificates, bcrypt basic auth, headers",
+            shown="none: plain HTTP"),
+    Setting("paths.procfs", "procfs", PATH, "/proc", "procfs mount point", flag="--path.procfs",
+            doc="procfs to read; `/host/proc` in a container"),
+    Setting("paths.sysfs", "sysfs", PATH, "/sys", "sysfs mount point", flag="--path.sysfs",
+            doc="sysfs to read (block devices, cgroup limits)"),
+    Setting("paths.rootfs", "rootfs", PATH, "/", "host root filesystem mount point", flag="--path.rootfs",
+            doc="where the host's root is mounted; host paths such as `docker.data_root` are read under it, "
+                "and removed again from reported mountpoints"),
+    Setting("storage.path", "storage_path", PATH, None,
+            "registry storage root: the directory holding docker/registry/v2", flag="--storage.path",
+            doc="the registry's storage root, the directory holding `docker/registry/v2`, as this process sees it",
+            shown="discovered from Docker (the DTR registry volume), else none"),
+    Setting("storage.scan_rate", "scan_rate", RATE, 0.0, "files per second the storage walk may stat, 0 = no limit",
+            flag="--storage.scan-rate", doc="files per second the background storage walk may stat",
+            shown="`0` (no limit)"),
+    Setting("storage.state_dir", "state_dir", PATH, None, "directory for the growth history that survives restarts",
+            flag="--storage.state-dir",
+            doc="directory for the growth history that survives restarts (one JSON file per store)",
+            shown="none: history kept in memory"),
+    Setting("storage.scan_shared", "scan_shared", choice(*SHARED_SCAN), "auto",
+            "walk a store on a network filesystem that other replicas may share", flag="--storage.scan-shared",
+            doc="whether this replica walks a store on a network filesystem, which other replicas may share "
+                "(a local store is always walked): `auto` walks it only on the lowest replica id the DTR API "
+                "reports, or when no replica list is known; see [DTR](#dtr)"),
+    Setting("docker.host", "docker_host", TEXT, None, "Docker Engine API address", flag="--docker.host",
+            shown="`unix:///var/run/docker.sock`"),
+    Setting("docker.data_root", "docker_data_root", PATH, "/var/lib/docker",
+            "Docker's data root on the host, read under --path.rootfs", flag="--docker.data-root",
+            doc="Docker's data root on the host, read under `paths.rootfs`; its filesystem (or its nearest "
+                "existing parent's) is `role=\"docker\"`"),
+    Setting("dtr.url", "dtr_url", URL, None, "DTR base URL, e.g. https://dtr.example.com", flag="--dtr.url",
+            doc="DTR base URL; giving it turns the `dtr_api` collector on unless it is switched off explicitly"),
+    Setting("dtr.username", "dtr_username", TEXT, None,
+            "DTR user for the API (password from --dtr.password-file or DTR_PASSWORD)", flag="--dtr.username",
+            doc="DTR user for the API"),
+    Setting("dtr.password_file", "dtr_password_file", PATH, None, "file holding the DTR password or token",
+            flag="--dtr.password-file", shown="none (`DTR_PASSWORD` from the environment)"),
+    Setting("dtr.ca_file", "dtr_ca_file", PATH, None, "CA bundle that signs DTR's certificate",
+            flag="--dtr.ca-file", shown="system CAs"),
+    Setting("dtr.insecure", "dtr_insecure", BOOL, False, "do not verify DTR's TLS certificate (tests only)",
+            flag="--dtr.insecure"),
+    Setting("dtr.timeout", "dtr_timeout", DURATION, 5.0, "per-request timeout of DTR API calls", shown="`5s`"),
+    Setting("registry.process_names", "registry_process_names", NAMES, ["registry", "docker-registry"],
+            "registry processes found by `/proc/<pid>/comm` (first 15 characters), for page-cache and "
+            "traffic figures"),
+    Setting("registry.pids", "registry_pids", PIDS, [], "registry processes given by id, in addition to the names"),
+    Setting("registry.metrics_url", "registry_metrics_url", URL, None,
+            "the registry's own Prometheus endpoint (http.debug.prometheus), for its traffic",
+            flag="--registry.metrics-url",
+            doc="the registry's own Prometheus endpoint (`http.debug.prometheus`), for its traffic"),
+    Setting("log.level", "log_level", choice(*LOG_LEVELS), "info", "least severe message logged (stderr)",
+            flag="--log.level"),
+    Setting("log.format", "log_format", choice(*LOG_FORMATS), "logfmt", "log line format", flag="--log.format"),
+)
+# section -> key -> Setting, for the file
+SECTIONS: dict[str, dict[str, Setting]] = {
+    section: {s.name: s for s in SETTINGS if s.section == section}
+    for section in dict.fromkeys(s.section for s in SETTINGS)}
+# The two sections keyed by name, not by a fixed key: collectors.NAME.{these} and thresholds.CHECK
+COLLECTOR_KEYS: dict[str, tuple[Kind, str]] = {
+    "enabled": (BOOL, "whether the collector runs"),
+    "interval": (DURATION, "how often the collector runs in the background"),
+    "timeout": (DURATION, "how long one run may take before it counts as failed"),
 }
-TOP_LEVEL = (*SCHEMA, "collectors", "thresholds")
+COLLECTOR_FLAGS = "`--collector.NAME`, `--no-collector.NAME`"  # made by the CLI from the collector names
+TOP_LEVEL = (*SECTIONS, "collectors", "thresholds")
 LIMITS = {"bytes": 2**60, "cores": 4096, "ratio": 1, "seconds": 10 * 365 * 86400}
 
+
+@dataclass
+class CollectorSettings:
+    enabled: bool
+    interval: float
+    timeout: float
+
+
+class _Thresholds:
+    def thresholds_in_force(self) -> dict[str, dict[str, float]]:
+        """check -> severity -> threshold, memory tolerance applied."""
+        out = {name: dict(spec.defaults) for name, spec in CHECKS.items()}
+        for name, by_severity in self.thresholds.items():
+            out[name] = dict(by_severity)
+        out["memory_total"] = {s: v * (1 - self.memory_tolerance) for s, v in out["memory_total"].items()}
+        return {name: by for name, by in out.items() if by}
+
+
+def _default(setting: Setting) -> Any:
+    if isinstance(setting.default, list):  # a fresh list per Config
+        return field(default_factory=setting.default.copy)
+    return field(default=setting.default)
+
+
+# One attribute per Setting, with its declared default, plus the name-keyed sections.
+Config = make_dataclass("Config", [
+    *((s.attr, Any, _default(s)) for s in SETTINGS),
+    ("collectors", dict[str, CollectorSettings], field(default_factory=lambda: {
+        name: CollectorSettings(on, interval, timeout)
+        for name, (on, interval, timeout, _) in COLLECTOR_DEFAULTS.items()})),
+    ("thresholds", dict[str, dict[str, float]], field(default_factory=dict)),
+    ("memory_tolerance", float, field(default=MEMORY_TOLERANCE)),
+    ("collectors_chosen", set[str], field(default_factory=set)),  # enabled/disabled by the file, not by default
+], bases=(_Thresholds,))
+Config.__doc__ = "Every setting in force: the defaults, then the file, then the flags."
+Config.__module__ = __name__  # make_dataclass would say "types" before Python 3.12
+
+
+# --- the reference tables in docs/configuration.md and README.md -------------
+
+def reference_table() -> str:
+    """The Settings table of docs/configuration.md, in Markdown."""
+    rows = [("section.key", "type", "default", "meaning", "flag"), ("---",) * 5]
+    rows += [(f"`{s.key}`", s.kind.doc, s.shown_default(), s.doc or s.help, f"`{s.flag}`" if s.flag else "")
+             for s in SETTINGS]
+    rows += [(f"`collectors.NAME.{key}`", kind.doc, "see [Collectors](#collectors)", meaning,
+              COLLECTOR_FLAGS if key == "enabled" else "") for key, (kind, meaning) in COLLECTOR_KEYS.items()]
+    rows.append(("`thresholds.CHECK`", "per check", "see [Thresholds](#thresholds)", "the sizing checks", ""))
+    return "".join(f"| {' | '.join(row)} |\n" for row in rows)
+
+
+def flags_table() -> str:
+    """The Flags table of README.md, in Markdown: every flag with its key and default."""
+    rows = [("flag", "config key", "default"), ("---",) * 3]
+    rows += [(f"`{s.flag}`", f"`{s.key}`", s.shown_default()) for s in SETTINGS if s.flag]
+    rows.append((COLLECTOR_FLAGS, "`collectors.NAME.enabled`", "see Collectors"))
+    return "".join(f"| {' | '.join(row)} |\n" for row in rows)
+
+
+GENERATED = {"docs/configuration.md": reference_table, "README.md": flags_table}
+_MARKED = re.compile(r"(<!-- generated from exporter/config\.py: make docs -->\n)(.*?)(<!-- end generated -->)", re.S)
+
+
+def generated_part(text: str) -> str:
+    """What sits between the markers of a document, '' when it has none."""
+    match = _MARKED.search(text)
+    return match.group(2) if match else ""
+
+
+def write_docs(root: Path) -> None:
+    """Rewrite the generated tables in place (``make docs``)."""
+    for name, render in GENERATED.items():
+        path = root / name
+        text = path.read_text(encoding="utf-8")
+        path.write_text(_MARKED.sub(lambda m: m.group(1) + render() + m.group(3), text), encoding="utf-8")
+
+
+# --- reading a file ------------------------------------------------------------
 
 def _unknown(key: str, where: str, accepted: Any) -> ConfigError:
     name = key.rsplit(".", 1)[-1]
@@ -160,6 +323,13 @@ def _mapping(value: object, key: str, where: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}{key}: expected a mapping, got {type(value).__name__}")
     return value
+
+
+def _parsed(kind: Kind, value: object, key: str, where: str) -> Any:
+    try:
+        return kind.parse(value)
+    except ValueError as err:
+        raise ConfigError(f"{where}{key}: {err}") from None
 
 
 def _thresholds(raw: object, where: str, config: Config) -> None:
@@ -209,13 +379,9 @@ def _collectors(raw: object, where: str, config: Config) -> None:
             raise _unknown(f"collectors.{name}", where, COLLECTOR_DEFAULTS)
         settings = config.collectors[name]
         for key, item in _mapping(value, f"collectors.{name}", where).items():
-            parser = {"enabled": _bool, "interval": _interval, "timeout": _interval}.get(key)
-            if parser is None:
-                raise _unknown(f"collectors.{name}.{key}", where, ("enabled", "interval", "timeout"))
-            try:
-                setattr(settings, key, parser(item))
-            except ValueError as err:
-                raise ConfigError(f"{where}collectors.{name}.{key}: {err}") from None
+            if key not in COLLECTOR_KEYS:
+                raise _unknown(f"collectors.{name}.{key}", where, COLLECTOR_KEYS)
+            setattr(settings, key, _parsed(COLLECTOR_KEYS[key][0], item, f"collectors.{name}.{key}", where))
             if key == "enabled":
                 config.collectors_chosen.add(name)
 
@@ -231,13 +397,10 @@ def apply_mapping(config: Config, raw: object, where: str = "") -> Config:
             _collectors(value, where, config)
         else:
             for key, item in _mapping(value, section, where).items():
-                if key not in SCHEMA[section]:
-                    raise _unknown(f"{section}.{key}", where, SCHEMA[section])
-                attr, parser = SCHEMA[section][key]
-                try:
-                    setattr(config, attr, parser(item))
-                except ValueError as err:
-                    raise ConfigError(f"{where}{section}.{key}: {err}") from None
+                if key not in SECTIONS[section]:
+                    raise _unknown(f"{section}.{key}", where, SECTIONS[section])
+                setting = SECTIONS[section][key]
+                setattr(config, setting.attr, _parsed(setting.kind, item, setting.key, where))
     return config
 
 

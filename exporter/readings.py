@@ -1,150 +1,98 @@
-"""Readings: what collectors produce. Plain frozen dataclasses, no Prometheus types."""
+"""Typed questions about a snapshot's readings, for sizing: the one place outside
+exporter/collectors/ that knows the fields of a collector's reading.
+
+Each accessor answers None when the collector has no reading (disabled, not run yet,
+failed). A test (tests/unit/test_boundaries.py) keeps other modules from reaching
+into readings by attribute name.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple
 
 
-@dataclass(frozen=True)
-class MemoryReading:
-    total_bytes: int
-    available_bytes: int | None  # MemAvailable, estimated before Linux 3.14
-    page_cache_bytes: int | None  # Active(file) + Inactive(file)
-    dirty_bytes: int | None
-    major_faults: int | None  # None: /proc/vmstat unreadable or without the counter
-    refaults_file: int | None  # vmstat workingset_refault_file (5.9+), workingset_refault before
-    pressure: dict[str, float] = field(default_factory=dict)  # some/full -> stall seconds
+class Free(NamedTuple):
+    bytes: float
+    where: str  # "storage /var/lib/registry"
 
 
-@dataclass(frozen=True)
-class CpuReading:
-    host_cpus: int
-    usable_cpus: float  # the CPUs DTR's processes may use (their cgroups' quotas and cpusets)
-    seconds_by_mode: dict[str, float]
-    busy_ratio: float | None  # share of usable CPU time busy over the window
-    busy_window_seconds: float
-    pressure: dict[str, float] = field(default_factory=dict)
-    usable_source: str = ""  # what decided usable_cpus: "cgroup of pid 812 (registry)", "online CPUs, ..."
-
-
-@dataclass(frozen=True)
-class Filesystem:
-    role: str  # storage | docker
+class Inodes(NamedTuple):
+    files: int  # 0: the filesystem sets no limit
+    free: int
+    fstype: str
     mountpoint: str
-    device: str
-    fstype: str
-    size_bytes: int
-    avail_bytes: int
-    files: int
-    files_free: int
-    network: bool  # NFS, CIFS, ...
 
 
-@dataclass(frozen=True)
-class FilesystemReading:
-    filesystems: tuple[Filesystem, ...]
+class DeviceBusy(NamedTuple):
+    ratio: float | None  # None until two samples
+    devices: tuple[str, ...]
+    network_fstype: str | None  # the store's fstype when it is a network filesystem
 
 
-@dataclass(frozen=True)
-class Device:
-    name: str
-    read_bytes: int
-    written_bytes: int
-    io_seconds: float
+class Forecast(NamedTuple):
+    seconds: float | None  # None unknown, math.inf not growing
+    detail: str  # why unknown
 
 
-@dataclass(frozen=True)
-class DiskioReading:
-    devices: tuple[Device, ...]  # the disks under the storage path
-    fstype: str
-    network_filesystem: bool
-    busy_ratio: float | None  # busiest device's io time share over the window
-    busy_window_seconds: float
-    pressure: dict[str, float] = field(default_factory=dict)
+class Readings:
+    """A view of ``{collector name: reading}``."""
 
+    def __init__(self, by_name: Mapping[str, Any]):
+        self._by_name = by_name
 
-@dataclass(frozen=True)
-class StorageReading:
-    """The image store's accounting. ``storage`` None: no storage path known yet (``detail`` says why)."""
+    def has(self, collector: str) -> bool:
+        return self._by_name.get(collector) is not None
 
-    storage: str | None = None
-    path: str = ""
-    detail: str = ""
-    blobs: int = 0
-    blob_bytes: int = 0
-    repositories: int = 0
-    uploads: int = 0
-    upload_bytes: int = 0
-    upload_oldest_age_seconds: float | None = None
-    abandoned_uploads: int = 0
-    abandoned_upload_bytes: int = 0
-    data_bytes: int = 0  # blobs + uploads
-    scan_errors: int = 0  # directories or files that could not be read
-    scan_full: bool = True  # False: an incremental rescan
-    scan_prefixes_changed: int = 0
-    scan_files: int = 0
-    scan_duration_seconds: float = 0.0
-    scan_timestamp_seconds: float = 0.0
-    avail_bytes: int = 0
-    growth_bytes_per_second: float | None = None
-    full_forecast_seconds: float | None = None  # None unknown, math.inf not growing
-    history_samples: int = 0
-    devices: tuple[str, ...] = ()  # block devices under the store, as the diskio collector names them
+    def _get(self, collector: str) -> Any:
+        return self._by_name.get(collector)
 
+    def memory_total(self) -> float | None:
+        memory = self._get("memory")
+        return memory.total_bytes if memory else None
 
-@dataclass(frozen=True)
-class PagecacheReading:
-    storage: str | None = None
-    detail: str = ""
-    method: str | None = None  # cachestat | mincore | None (neither usable)
-    resident_bytes: float | None = None  # blob bytes in the page cache (estimated when sampled)
-    resident_error_bytes: float | None = None  # standard error of that estimate, 0 when measured in full
-    sampled_ratio: float = 0.0  # share of prefix directories measured
-    hit_ratio: float | None = None  # share of the registry's reads served from cache over the window
-    hit_window_seconds: float = 0.0
-    processes: int = 0  # registry processes found
+    def usable_cpus(self) -> tuple[float, str] | None:
+        """The CPUs DTR may use and what decided it."""
+        cpu = self._get("cpu")
+        return (cpu.usable_cpus, cpu.usable_source) if cpu else None
 
+    def cpu_busy(self) -> tuple[float, float] | None:
+        """The busy ratio and the seconds it spans; None until two samples."""
+        cpu = self._get("cpu")
+        if not cpu or cpu.busy_ratio is None:
+            return None
+        return cpu.busy_ratio, cpu.busy_window_seconds
 
-@dataclass(frozen=True)
-class TrafficReading:
-    source: str  # registry_metrics | netns | none
-    served_bytes: float | None = None
-    received_bytes: float | None = None
-    detail: str = ""
+    def least_free(self) -> Free | None:
+        """The filesystem (Docker's or the store's) with the least space available."""
+        fs = self._get("filesystem")
+        if not fs or not fs.filesystems:
+            return None
+        smallest = min(fs.filesystems, key=lambda f: f.avail_bytes)
+        return Free(smallest.avail_bytes, f"{smallest.role} {smallest.mountpoint}")
 
+    def storage_inodes(self) -> Inodes | None:
+        fs = self._get("filesystem")
+        store = next((f for f in fs.filesystems if f.role == "storage"), None) if fs else None
+        return Inodes(store.files, store.files_free, store.fstype, store.mountpoint) if store else None
 
-@dataclass(frozen=True)
-class ContainerStats:
-    name: str
-    component: str
-    running: bool
-    memory_bytes: int | None = None  # usage minus inactive file cache, as `docker stats` shows it
-    cpu_seconds: float | None = None
-    network_receive_bytes: int | None = None  # None: host network, no counters of its own
-    network_transmit_bytes: int | None = None
+    def storage_device_busy(self) -> DeviceBusy | None:
+        io = self._get("diskio")
+        if not io:
+            return None
+        return DeviceBusy(io.busy_ratio, tuple(d.name for d in io.devices),
+                          io.fstype if io.network_filesystem else None)
 
+    def storage_driver(self) -> str | None:
+        """The driver DTR's settings name, else what Docker tells of the registry."""
+        for name in ("dtr_api", "docker"):
+            driver = getattr(self._get(name), "storage_driver", None)
+            if driver:
+                return driver
+        return None
 
-@dataclass(frozen=True)
-class DockerReading:
-    """The DTR replica (or plain registry) found through Docker. ``available`` False: no Docker here."""
+    def page_cache_hit_ratio(self) -> float | None:
+        return getattr(self._get("pagecache"), "hit_ratio", None)
 
-    available: bool
-    replica_id: str | None = None
-    version: str | None = None
-    storage_driver: str | None = None  # known from the volume or the registry's environment, else None
-    storage_source: str | None = None  # the image store as the host names it
-    storage_volume: str | None = None
-    containers: tuple[ContainerStats, ...] = ()
-
-
-@dataclass(frozen=True)
-class DtrApiReading:
-    """What the DTR API said. ``up`` False: some call got no well-formed answer (``error`` says which)."""
-
-    up: bool
-    error: str = ""
-    healthy: bool | None = None  # /_ping's verdict on the replica answering
-    replica_health: dict[str, bool] = field(default_factory=dict)  # replica id -> health "OK"
-    critical_issues: int | None = None
-    issues: int | None = None
-    storage_driver: str | None = None
+    def storage_forecast(self) -> Forecast:
+        storage = self._get("storage")
+        return Forecast(getattr(storage, "full_forecast_seconds", None), getattr(storage, "detail", ""))

@@ -10,6 +10,7 @@ are not followed; entries vanishing mid-walk are not errors.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,7 +79,7 @@ def _upload(path: Path) -> tuple[int, float, float | None]:
     size, written, started = 0, st.st_mtime, st.st_mtime
     try:
         data = os.stat(path / "data", follow_symlinks=False)
-        if (data.st_mode & 0o170000) == 0o100000:
+        if stat.S_ISREG(data.st_mode):
             size, written = data.st_size, data.st_mtime
     except OSError:
         pass  # an upload just created has no data yet
@@ -90,7 +91,7 @@ def _upload(path: Path) -> tuple[int, float, float | None]:
     return size, written, started
 
 
-def subdirs(path: Path, out) -> list[os.DirEntry]:
+def subdirs(path: str | Path, out=None) -> list[os.DirEntry]:
     """Real subdirectories of ``path`` (symlinks not followed); an unreadable one adds to ``out.errors``."""
     try:
         with os.scandir(path) as entries:
@@ -98,5 +99,6 @@ def subdirs(path: Path, out) -> list[os.DirEntry]:
     except FileNotFoundError:
         return []  # no repositories yet, or removed meanwhile
     except OSError:
-        out.errors += 1
+        if out is not None:
+            out.errors += 1
         return []

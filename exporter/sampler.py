@@ -9,8 +9,14 @@ A scrape reads ``snapshot()``, which is a dictionary copy and nothing more.
 Order in ``start()``: the discoverers (collectors.DISCOVERERS) run first;
 every other collector starts when their first runs have ended (read or
 failed), so its first reading already sees the store and the DTR processes
-Docker or DTR name, as ``check``'s single pass does. When a discoverer's run
-changes what ``store()`` returns, each store-facing collector
+Docker or DTR name, as ``check``'s single pass does.
+
+What they found reaches the others as one immutable ``collectors.Found``:
+each run gets ``found()``, the configured value over each discoverer's latest
+finding (lower rank first, so the DTR API's driver wins over Docker's); a
+discoverer is handed what the others found, not its own last finding. A
+failed discoverer run leaves its last finding standing. When a discoverer's
+run changes ``Found.store()``, each store-facing collector
 (collectors.STORE_FACING) is woken to run again right away (after its
 current run, if one is going), not an interval later. The snapshot is ready
 once every collector has a first status: read, partly read or failed.
@@ -25,10 +31,10 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any, Callable, Iterable
 
 from . import procfs
-from .collectors import DISCOVERERS, STORE_FACING, PartialReading
+from .collectors import DISCOVERERS, NOTHING, STORE_FACING, Found, PartialReading
 
 log = logging.getLogger(__name__)
 TRIM_AFTER = 1.0  # seconds: a run this long (a storage walk) leaves freed heap worth returning
@@ -90,12 +96,12 @@ class Job:
 
 
 class Sampler:
-    def __init__(self, jobs: dict[str, Job], clock: Callable[[], float] = time.time,
-                 store: Callable[[], Hashable] | None = None):
-        """``store``: what discovery has found (collectors.Discovery.store); None when nothing is discovered."""
+    def __init__(self, jobs: dict[str, Job], clock: Callable[[], float] = time.time, given: Found = NOTHING):
+        """``given``: what configuration says before any discovery (the storage path)."""
         self.jobs = jobs
         self.clock = clock
-        self._store = store or (lambda: None)
+        self._given = given
+        self._found_by: dict[str, Found] = {}  # discoverer -> its latest finding
         self._lock = threading.Lock()
         self._statuses: dict[str, Status] = {}
         self._generation = 0
@@ -103,7 +109,7 @@ class Sampler:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._wake = {name: threading.Event() for name in jobs}
-        self._seen_store = self._store()
+        self._seen_store = given.store()
         self._undiscovered = {name for name in DISCOVERERS if name in jobs}  # first runs still to come
         self._discovered = threading.Event()
         if not self._undiscovered:
@@ -114,6 +120,11 @@ class Sampler:
             statuses = dict(self._statuses)
             pending = tuple(n for n in self.jobs if n not in statuses)
             return Snapshot(self._generation, statuses, not pending, pending, procfs.PARSE_ERRORS.counts())
+
+    def found(self, exclude: str | None = None) -> Found:
+        """What is known: the configured value over the discoverers' findings (but ``exclude``'s)."""
+        with self._lock:
+            return self._given.over(*(self._found_by[n] for n in DISCOVERERS if n in self._found_by and n != exclude))
 
     def _record(self, name: str, status: Status) -> None:
         with self._lock:
@@ -131,7 +142,7 @@ class Sampler:
             log.warning("collector failed", extra={"collector": name, "err": status.error})
         self._record(name, status)
         if name in DISCOVERERS:
-            self._discovery_ran(name)
+            self._discovery_ran(name, getattr(status.reading, "found", None))
         if status.duration >= TRIM_AFTER:
             _trim_heap()
         return status
@@ -141,7 +152,8 @@ class Sampler:
         if pending is not None and not pending.done():
             return Status(None, False, "previous run still hung", 0.0, last_success)
         start = time.monotonic()
-        future = _start(name, job.collector.collect)
+        found = self.found(exclude=name)
+        future = _start(name, lambda: job.collector.collect(found))
         self._pending[name] = future
         try:
             reading = future.result(timeout=job.timeout)
@@ -153,9 +165,12 @@ class Sampler:
         except Exception as err:  # a collector's fault must never reach the server
             return Status(None, False, f"{type(err).__name__}: {err}", time.monotonic() - start, last_success)
 
-    def _discovery_ran(self, name: str) -> None:
-        """After a discoverer's run: wake the store-facing collectors if the store changed."""
-        store = self._store()
+    def _discovery_ran(self, name: str, found: Found | None) -> None:
+        """After a discoverer's run: keep what it found; wake the store-facing collectors if the store changed."""
+        if found is not None:
+            with self._lock:
+                self._found_by[name] = found
+        store = self.found().store()
         with self._lock:
             self._undiscovered.discard(name)
             changed, self._seen_store = store != self._seen_store, store

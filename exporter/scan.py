@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,7 +256,7 @@ class Scanner:
             except OSError:
                 errors += 1
                 continue
-            if _is_file(data.st_mode):
+            if stat.S_ISREG(data.st_mode):
                 blobs += 1
                 size += data.st_size
                 counted.append(_key(name))
@@ -295,10 +296,7 @@ def _insert(keys: bytes, placed: list[tuple[int, bytes]]) -> bytes:
 
 def _is_real_dir(parent: str, name: str) -> bool:
     try:
-        return (os.lstat(os.path.join(parent, name)).st_mode & 0o170000) == 0o040000
+        return stat.S_ISDIR(os.lstat(os.path.join(parent, name)).st_mode)
     except OSError:
         return False  # vanished: not counted
 
-
-def _is_file(mode: int) -> bool:
-    return (mode & 0o170000) == 0o100000

@@ -1,6 +1,7 @@
 """The sizing checks: KB-derived defaults and a pure evaluation of readings.
 
-``evaluate(readings, thresholds)`` reads nothing but its arguments. Each
+``evaluate(readings, thresholds)`` reads nothing but its arguments, and the
+readings only through the typed accessors of exporter.readings. Each
 check observes one number from the readings and compares it, per severity,
 with the threshold in force. A check whose input is missing is ``unknown``;
 one that does not apply to this node (an external storage driver, a network
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from . import units
+from .readings import Readings
 
 OK, FAIL, UNKNOWN, NOT_APPLICABLE = "ok", "fail", "unknown", "not_applicable"
 STATES = (OK, FAIL, UNKNOWN, NOT_APPLICABLE)
@@ -101,94 +103,79 @@ class Observation:
     applicable: bool = True
 
 
-def _storage_driver(readings: Mapping[str, Any]) -> str | None:
-    for name in ("dtr_api", "docker"):
-        driver = getattr(readings.get(name), "storage_driver", None)
-        if driver:
-            return driver
-    return None
-
-
-def _external_storage(readings: Mapping[str, Any]) -> str | None:
-    driver = _storage_driver(readings)
+def _external_storage(r: Readings) -> str | None:
+    driver = r.storage_driver()
     return driver if driver and driver not in LOCAL_STORAGE_DRIVERS else None
 
 
-def _memory_total(r: Mapping[str, Any]) -> Observation:
-    memory = r.get("memory")
-    return Observation(memory.total_bytes) if memory else Observation()
+def _memory_total(r: Readings) -> Observation:
+    return Observation(r.memory_total())
 
 
-def _disk_free(r: Mapping[str, Any]) -> Observation:
-    fs = r.get("filesystem")
-    if not fs or not fs.filesystems:
-        return Observation(detail="no filesystem reading")
-    smallest = min(fs.filesystems, key=lambda f: f.avail_bytes)
-    return Observation(smallest.avail_bytes, f"{smallest.role} {smallest.mountpoint}")
+def _disk_free(r: Readings) -> Observation:
+    free = r.least_free()
+    return Observation(free.bytes, free.where) if free else Observation(detail="no filesystem reading")
 
 
-def _cpu_cores(r: Mapping[str, Any]) -> Observation:
-    cpu = r.get("cpu")
-    return Observation(cpu.usable_cpus, cpu.usable_source) if cpu else Observation()
+def _cpu_cores(r: Readings) -> Observation:
+    usable = r.usable_cpus()
+    return Observation(*usable) if usable else Observation()
 
 
-def _cpu_busy(r: Mapping[str, Any]) -> Observation:
-    cpu = r.get("cpu")
-    if not cpu or cpu.busy_ratio is None:
+def _cpu_busy(r: Readings) -> Observation:
+    busy = r.cpu_busy()
+    if busy is None:
         return Observation(detail="needs two CPU samples")
-    return Observation(cpu.busy_ratio, f"over the last {units.format_duration(cpu.busy_window_seconds)}")
+    return Observation(busy[0], f"over the last {units.format_duration(busy[1])}")
 
 
-def _storage_io(r: Mapping[str, Any]) -> Observation:
+def _storage_io(r: Readings) -> Observation:
     external = _external_storage(r)
     if external:
         return Observation(detail=f"storage driver {external}", applicable=False)
-    io = r.get("diskio")
+    io = r.storage_device_busy()
     if not io:
         return Observation()
-    if io.network_filesystem:
-        return Observation(detail=f"storage on {io.fstype}, a network filesystem", applicable=False)
-    if io.busy_ratio is None:
+    if io.network_fstype:
+        return Observation(detail=f"storage on {io.network_fstype}, a network filesystem", applicable=False)
+    if io.ratio is None:
         return Observation(detail="needs two disk samples" if io.devices else "no block device found")
-    return Observation(io.busy_ratio, ",".join(d.name for d in io.devices))
+    return Observation(io.ratio, ",".join(io.devices))
 
 
-def _inodes_free(r: Mapping[str, Any]) -> Observation:
+def _inodes_free(r: Readings) -> Observation:
     external = _external_storage(r)
     if external:
         return Observation(detail=f"storage driver {external}", applicable=False)
-    fs = r.get("filesystem")
-    store = next((f for f in fs.filesystems if f.role == "storage"), None) if fs else None
-    if store is None:
+    inodes = r.storage_inodes()
+    if inodes is None:
         return Observation(detail="no storage filesystem")
-    if not store.files:
-        return Observation(detail=f"{store.fstype} reports no inode limit", applicable=False)
-    return Observation(store.files_free / store.files, store.mountpoint)
+    if not inodes.files:
+        return Observation(detail=f"{inodes.fstype} reports no inode limit", applicable=False)
+    return Observation(inodes.free / inodes.files, inodes.mountpoint)
 
 
-def _page_cache_hit_ratio(r: Mapping[str, Any]) -> Observation:
+def _page_cache_hit_ratio(r: Readings) -> Observation:
     external = _external_storage(r)
     if external:
         return Observation(detail=f"storage driver {external}", applicable=False)
-    cache = r.get("pagecache")
-    ratio = getattr(cache, "hit_ratio", None)
+    ratio = r.page_cache_hit_ratio()
     if ratio is None:
-        return Observation(detail="no registry reads in the window" if cache else "")
+        return Observation(detail="no registry reads in the window" if r.has("pagecache") else "")
     return Observation(ratio, "registry processes")
 
 
-def _storage_forecast(r: Mapping[str, Any]) -> Observation:
+def _storage_forecast(r: Readings) -> Observation:
     external = _external_storage(r)
     if external:
         return Observation(detail=f"storage driver {external} has no local capacity", applicable=False)
-    storage = r.get("storage")
-    forecast = getattr(storage, "full_forecast_seconds", None)
-    if forecast is None:
-        return Observation(detail=getattr(storage, "detail", "") or "needs more history")
-    return Observation(forecast, "at the measured growth")
+    forecast = r.storage_forecast()
+    if forecast.seconds is None:
+        return Observation(detail=forecast.detail or "needs more history")
+    return Observation(forecast.seconds, "at the measured growth")
 
 
-OBSERVERS: dict[str, Callable[[Mapping[str, Any]], Observation]] = {
+OBSERVERS: dict[str, Callable[[Readings], Observation]] = {
     "memory_total": _memory_total,
     "disk_free": _disk_free,
     "cpu_cores": _cpu_cores,
@@ -201,11 +188,12 @@ OBSERVERS: dict[str, Callable[[Mapping[str, Any]], Observation]] = {
 
 
 def evaluate(readings: Mapping[str, Any], thresholds: Mapping[str, Mapping[str, float]]) -> list[Verdict]:
-    """Every check and severity in ``thresholds``, judged on ``readings``."""
+    """Every check and severity in ``thresholds``, judged on ``readings`` ({collector name: reading})."""
+    view = Readings(readings)
     verdicts = []
     for name, by_severity in thresholds.items():
         spec = CHECKS[name]
-        seen = OBSERVERS[name](readings)
+        seen = OBSERVERS[name](view)
         for severity, threshold in by_severity.items():
             if not seen.applicable:
                 state = NOT_APPLICABLE

@@ -287,8 +287,12 @@ class DtrStack:
         for digest in self.layers * 2:
             self.client.pull_blob(REPOSITORY, digest)
 
+        # recorded series exist only once Prometheus has evaluated their rules over scraped data
+        recorded = [r["record"] for f in self.prom.config.get("rule_files", [])
+                    for g in yaml.safe_load(Path(f).read_text())["groups"] for r in g["rules"] if "record" in r]
+
         def all_there() -> bool:
-            missing = [q for q in SLOW_SERIES if not self.prom.query(q)]
+            missing = [q for q in (*SLOW_SERIES, *recorded) if not self.prom.query(q)]
             assert not missing, f"no data yet for {missing}"  # wait_for's timeout message shows the last one
             return True
         wait_for(all_there, timeout=90, what="every slow series in Prometheus")

@@ -1,36 +1,67 @@
-"""Collectors: each reads one source into a plain reading.
+"""Collectors: each reads one source into a plain reading. A collector is one module here.
 
-A collector module defines one class with ``name`` and ``collect()``; its
-constructor takes the ``Context``. Modules are imported only when enabled,
-so a host without Docker never loads the Docker SDK.
+A module in this package is a collector by being here (found with pkgutil), and holds all of it:
+- a docstring listing the metrics it emits;
+- ``SPEC``, a ``Spec``: its defaults (on/off, interval, timeout) and what it reads (the docs row);
+- its reading: frozen dataclasses, no Prometheus types;
+- ``COLLECTOR``: a class built from the ``Context`` whose ``collect(found)`` returns a reading;
+- ``families(reading)``: the metric families that reading becomes.
+
+A collector imports no other collector, and no web, report or CLI module. Heavy libraries (the
+Docker SDK, requests) are imported inside the functions that use them: importing every module
+here is cheap, so a host without Docker never loads the SDK.
+
+What one collector learns that others follow travels as ``Found``, an immutable value: the
+discoverers (``Spec.discovers``) put theirs in their reading's ``found``; the sampler merges
+them and hands the result to every ``collect(found)``.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import pkgutil
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, Iterable
 
-# name: (enabled by default, interval seconds, timeout seconds, what it reads)
-DEFAULTS: dict[str, tuple[bool, float, float, str]] = {
-    "memory": (True, 15, 10, "/proc/meminfo, /proc/vmstat, /proc/pressure/memory, /proc/sys/vm/min_free_kbytes"),
-    "cpu": (True, 15, 10, "/proc/stat, /proc/pressure/cpu, the DTR processes' cgroups (cpu.max, cfs quota, cpuset)"),
-    "filesystem": (True, 30, 10, "/proc/self/mountinfo and statvfs of Docker's data root and the storage path"),
-    "diskio": (True, 15, 10, "/proc/diskstats, /sys/block/*/slaves, /proc/pressure/io for the storage device"),
-    "storage": (True, 300, 3600, "the registry's storage tree under --storage.path (background walk)"),
-    "pagecache": (True, 60, 30, "cachestat() over blob files, /proc/<pid>/io of the registry processes"),
-    "traffic": (True, 30, 10, "the registry's own metrics (--registry.metrics-url) or its container's network counters"),
-    "docker": (True, 30, 20, "the Docker Engine API at --docker.host (DTR containers, volumes, stats)"),
-    "dtr_api": (False, 60, 20, "the DTR API at --dtr.url (/_ping, cluster status, storage settings)"),
-}
-# Run first, at start and in `check`, the others after them: they tell the others where the store
-# is, what drives it and which processes are DTR's (in this order: DTR's settings name the driver
-# that dtr_info shows).
-DISCOVERERS = ("dtr_api", "docker")
-# Read ctx.storage_path or what Discovery.store() holds: run again at once when the store changes,
-# not an interval later.
-STORE_FACING = frozenset({"filesystem", "diskio", "storage", "pagecache"})
+
+@dataclass(frozen=True)
+class Spec:
+    """A collector's defaults and the row that documents it."""
+
+    enabled: bool
+    interval: float  # seconds
+    timeout: float  # seconds
+    reads: str  # what it reads, for --help and the docs
+    # > 0: a discoverer, run before every other collector at start and in `check`, lower ranks
+    # first; its reading carries ``found``, and a lower rank's finding wins a field both know
+    discovers: int = 0
+    follows_store: bool = False  # reads the store Found names: run again at once when it changes
+
+
+@dataclass(frozen=True)
+class Found:
+    """What discovery has learned that other collectors follow. None or () means not known."""
+
+    storage_path: Path | None = None  # the image store, as seen from here
+    storage_driver: str | None = None
+    replica_id: str | None = None  # this node's DTR replica
+    replicas: tuple[str, ...] = ()  # every replica the DTR API knows
+    dtr_processes: tuple = ()  # of exporter.dtr.Process: the running DTR containers' pids and CPU limits
+
+    def store(self) -> tuple:
+        """What the store-facing collectors follow: where the store is and who walks a shared one."""
+        return self.storage_path, self.replica_id, self.replicas
+
+    def over(self, *others: Found) -> Found:
+        """Each field from the first of self, *others that knows it."""
+        def first(name: str):
+            return next((v for f in (self, *others) if (v := getattr(f, name))), getattr(self, name))
+        return Found(**{f.name: first(f.name) for f in fields(self)})
+
+
+NOTHING = Found()
 
 
 class PartialReading(Exception):
@@ -45,39 +76,20 @@ class PartialReading(Exception):
         self.reading = reading
 
 
-class Discovery:
-    """What one collector learns that others follow: the storage path and driver.
-
-    Set by the docker / dtr_api collectors, read by the storage-facing ones
-    (``dtr.scan_shared_store`` decides from ``replica_id`` and ``replicas``).
-    Plain attribute writes and reads are atomic in CPython. The sampler
-    compares ``store()`` after every discoverer run and wakes the
-    STORE_FACING collectors when it changed.
-    """
-
-    def __init__(self, storage_path: Path | None = None, storage_driver: str | None = None):
-        self.storage_path = storage_path
-        self.storage_driver = storage_driver
-        self.replica_id: str | None = None  # this node's DTR replica (docker collector)
-        self.replicas: tuple[str, ...] = ()  # every replica the DTR API knows (dtr_api collector)
-        # the running DTR containers' pids and HostConfig CPU limits (docker collector; cpu reads them)
-        self.dtr_processes: tuple = ()  # of exporter.dtr.Process
-
-    def store(self) -> tuple:
-        """What the store-facing collectors follow: where the store is and who walks a shared one."""
-        return self.storage_path, self.replica_id, self.replicas
-
-
 @dataclass
 class Context:
-    """Everything a collector may read: host paths, endpoints and settings."""
+    """Everything a collector may read: host paths, endpoints and settings (not what discovery finds)."""
 
     procfs: Path = Path("/proc")
     sysfs: Path = Path("/sys")
     rootfs: Path = Path("/")
     docker_data_root: Path = Path("/var/lib/docker")
     config: Any = None  # exporter.config.Config; collectors read their settings from it
-    discovery: Discovery = field(default_factory=Discovery)
+
+    def __post_init__(self) -> None:
+        if self.config is None:
+            from ..config import Config  # here: exporter.config imports this package for DEFAULTS
+            self.config = Config()
 
     def host_path(self, path: str | Path) -> Path:
         """A host path as seen from here: ``/var/lib/docker`` under ``--path.rootfs``."""
@@ -86,12 +98,26 @@ class Context:
             return self.rootfs / path.relative_to("/")
         return path
 
-    @property
-    def storage_path(self) -> Path | None:
-        return self.discovery.storage_path
+
+def _modules() -> dict[str, ModuleType]:
+    return {m.name: importlib.import_module(f"{__name__}.{m.name}")
+            for m in pkgutil.iter_modules(__path__) if not m.ispkg}
+
+
+MODULES = _modules()
+SPECS: dict[str, Spec] = {name: module.SPEC for name, module in MODULES.items()}
+# name: (enabled by default, interval seconds, timeout seconds, what it reads)
+DEFAULTS: dict[str, tuple[bool, float, float, str]] = {
+    name: (s.enabled, s.interval, s.timeout, s.reads) for name, s in SPECS.items()}
+DISCOVERERS = tuple(sorted((n for n, s in SPECS.items() if s.discovers), key=lambda n: SPECS[n].discovers))
+STORE_FACING = frozenset(n for n, s in SPECS.items() if s.follows_store)
 
 
 def create(name: str, ctx: Context):
-    """An instance of collector ``name``, importing its module on first use."""
-    module = importlib.import_module(f"{__name__}.{name}")
-    return module.COLLECTOR(ctx)
+    """An instance of collector ``name``."""
+    return MODULES[name].COLLECTOR(ctx)
+
+
+def families(name: str, reading: Any) -> Iterable:
+    """The metric families of collector ``name``'s reading."""
+    return MODULES[name].families(reading)

@@ -17,15 +17,32 @@ when no registry is found. With no DTR process at all: the online CPUs.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from .. import cgroups, procfs
-from ..config import Config
+from ..families import gauge, pressure
 from ..processes import registry_pids
-from ..readings import CpuReading
 from ..window import Window
+from . import NOTHING, Found, Spec
+
+SPEC = Spec(True, 15, 10, "/proc/stat, /proc/pressure/cpu, the DTR processes' cgroups (cpu.max, cfs quota, cpuset)")
 
 BUSY_WINDOW = 300.0  # seconds: long enough that a burst does not read as sustained
 IDLE_MODES = ("idle", "iowait")
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    host_cpus: int
+    usable_cpus: float  # the CPUs DTR's processes may use (their cgroups' quotas and cpusets)
+    seconds_by_mode: dict[str, float]
+    busy_ratio: float | None  # share of usable CPU time busy over the window
+    busy_window_seconds: float
+    pressure: dict[str, float] = field(default_factory=dict)
+    usable_source: str = ""  # what decided usable_cpus: "cgroup of pid 812 (registry)", "online CPUs, ..."
 
 
 class CpuCollector:
@@ -33,13 +50,12 @@ class CpuCollector:
 
     def __init__(self, ctx):
         self.procfs, self.sysfs = ctx.procfs, ctx.sysfs
-        self.discovery = ctx.discovery
-        self.config = ctx.config or Config()
+        self.config = ctx.config
         self.window = Window(BUSY_WINDOW)
 
-    def _candidates(self) -> list[tuple[int | None, str, bool, float | None]]:
+    def _candidates(self, found: Found) -> list[tuple[int | None, str, bool, float | None]]:
         """DTR processes, the registry first: (pid, who, known to Docker, HostConfig CPUs)."""
-        docker = sorted(self.discovery.dtr_processes, key=lambda p: p.component != "registry")
+        docker = sorted(found.dtr_processes, key=lambda p: p.component != "registry")
         out = [(p.pid, f"{p.component}, container {p.container}", True, p.cpus)
                for p in docker if p.component == "registry"]
         seen = {p.pid for p in docker}
@@ -49,9 +65,9 @@ class CpuCollector:
                 for p in docker if p.component != "registry"]
         return out
 
-    def usable_cpus(self, host: int) -> tuple[float, str]:
+    def usable_cpus(self, host: int, found: Found) -> tuple[float, str]:
         """The CPUs DTR may use and what decided it."""
-        for pid, who, from_docker, hostconfig in self._candidates():
+        for pid, who, from_docker, hostconfig in self._candidates(found):
             resolved, limit = cgroups.cpu_limit(self.procfs, self.sysfs, pid) if pid else (False, None)
             if not resolved and not from_docker:
                 continue  # a process whose cgroup cannot be found says nothing: try the next one
@@ -64,16 +80,16 @@ class CpuCollector:
         """Online CPUs: /sys/devices/system/cpu/online, else the cpuN lines of /proc/stat."""
         return cgroups.online_cpus(self.sysfs) or stat_cpus
 
-    def collect(self) -> CpuReading:
+    def collect(self, found: Found = NOTHING) -> CpuReading:
         modes, stat_cpus = procfs.parse_stat_cpu(procfs.read(self.procfs, "stat"))
         host = self.host_cpus(stat_cpus)
-        usable, source = self.usable_cpus(host)
+        usable, source = self.usable_cpus(host, found)
         total = sum(modes.values())
         idle = sum(modes[m] for m in IDLE_MODES)
         self.window.add(time.monotonic(), (total, total - idle))
         delta = self.window.delta()
         busy = delta[1][1] / delta[1][0] if delta and delta[1][0] > 0 else None
-        pressure = procfs.read_pressure(self.procfs, "cpu")  # {} without PSI or when reads fail
+        psi = procfs.read_pressure(self.procfs, "cpu")  # {} without PSI or when reads fail
         return CpuReading(
             host_cpus=host,
             usable_cpus=usable,
@@ -81,8 +97,24 @@ class CpuCollector:
             seconds_by_mode=modes,
             busy_ratio=busy,
             busy_window_seconds=delta[0] if delta else 0.0,
-            pressure={k: v for k, v in pressure.items() if k == "some"},
+            pressure={k: v for k, v in psi.items() if k == "some"},
         )
 
 
 COLLECTOR = CpuCollector
+
+
+def families(c: CpuReading) -> Iterator[Metric]:
+    yield gauge("dtr_cpu_cores", "CPUs DTR's registry may use: online CPUs limited by its cgroups' quotas and cpuset "
+                "(never the exporter's own).",
+                c.usable_cpus)
+    yield gauge("dtr_cpu_host_cores", "CPUs online on the host.", c.host_cpus)
+    modes = CounterMetricFamily("dtr_cpu_seconds", "CPU time spent in each mode, all CPUs summed.",
+                                labels=["mode"])
+    for mode, seconds in c.seconds_by_mode.items():
+        modes.add_metric([mode], seconds)
+    yield modes
+    if c.busy_ratio is not None:
+        yield gauge("dtr_cpu_busy_ratio", "Share of CPU time not idle over the last window.", c.busy_ratio)
+    if c.pressure:
+        yield pressure("dtr_cpu_pressure_seconds", "Time runnable tasks waited for a CPU (PSI).", c.pressure)

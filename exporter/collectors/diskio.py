@@ -4,21 +4,43 @@ Emits dtr_storage_device_read_bytes_total, dtr_storage_device_written_bytes_tota
 dtr_storage_device_io_time_seconds_total, each {device}; dtr_storage_device_busy_ratio;
 dtr_storage_network_filesystem; dtr_io_pressure_seconds_total{level}.
 A partition counts as its disk; a device-mapper (LVM, dm-crypt) or md device as the
-disks beneath it. A store on NFS has no local device and is reported as such.
-Devices are found in sysfs only, never in this process's /dev (a container's holds
-other nodes); device names are the kernel's (``cciss/c0d0``, which sysfs writes ``cciss!c0d0``).
+disks beneath it (exporter.blockdev). A store on NFS has no local device and is reported as such.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Iterator
 
-from .. import mounts, procfs
-from ..readings import Device, DiskioReading
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from .. import blockdev, mounts, procfs
+from ..families import gauge, pressure
 from ..window import Window
+from . import NOTHING, Found, Spec
 
+SPEC = Spec(True, 15, 10, "/proc/diskstats, /sys/block/*/slaves, /proc/pressure/io for the storage device",
+            follows_store=True)
 BUSY_WINDOW = 300.0
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    read_bytes: int
+    written_bytes: int
+    io_seconds: float
+
+
+@dataclass(frozen=True)
+class DiskioReading:
+    devices: tuple[Device, ...]  # the disks under the storage path
+    fstype: str
+    network_filesystem: bool
+    busy_ratio: float | None  # busiest device's io time share over the window
+    busy_window_seconds: float
+    pressure: dict[str, float] = field(default_factory=dict)
 
 
 class DiskioCollector:
@@ -29,57 +51,11 @@ class DiskioCollector:
         self.window = Window(BUSY_WINDOW)
         self._devices: tuple[str, ...] = ()
 
-    def disks_under(self, major: int, minor: int, source: str) -> list[str]:
-        """Whole-disk names, as /proc/diskstats writes them, holding device major:minor (or the mount source)."""
-        node = self._block_node(major, minor, source)
-        return self._leaves(node.resolve()) if node else []
-
-    def _block_node(self, major: int, minor: int, source: str) -> Path | None:
-        by_dev = self.ctx.sysfs / "dev" / "block" / f"{major}:{minor}"
-        if by_dev.exists():
-            return by_dev
-        # no block device of that number (btrfs gives every mount an anonymous 0:NN; another
-        # mount namespace): the mount source names it, which sysfs can tell without /dev
-        if not source.startswith("/dev/"):
-            return None
-        name = source[len("/dev/"):]
-        if name.startswith("mapper/"):
-            return self._dm_named(name[len("mapper/"):])
-        if found := self._sysfs_block(name.replace("/", "!")):
-            return found
-        vg, sep, lv = name.partition("/")
-        if sep and "/" not in lv:  # /dev/VG/LV: device-mapper calls it VG-LV, each '-' in a name doubled
-            return self._dm_named(f"{vg.replace('-', '--')}-{lv.replace('-', '--')}")
-        return None
-
-    def _sysfs_block(self, name: str) -> Path | None:
-        return next((d / name for d in self._block_roots() if (d / name).exists()), None)
-
-    def _block_roots(self) -> tuple[Path, Path]:
-        # /sys/class/block since 2.6.25; /sys/block on every kernel
-        return self.ctx.sysfs / "class" / "block", self.ctx.sysfs / "block"
-
-    def _dm_named(self, name: str) -> Path | None:
-        """The dm-N whose device-mapper name is ``name`` (/dev/mapper/NAME)."""
-        for node in (n for root in self._block_roots() for n in sorted(root.glob("dm-*"))):
-            dm_name = procfs.read_optional(node, "dm", "name")
-            if dm_name is not None and dm_name.strip() == name:
-                return node
-        return None
-
-    def _leaves(self, node: Path) -> list[str]:
-        slaves = node / "slaves"
-        below = sorted(slaves.iterdir()) if slaves.is_dir() else []
-        if below:
-            return sorted({d for s in below for d in self._leaves(s.resolve())})
-        disk = node.parent if (node / "partition").exists() else node
-        return [disk.name.replace("!", "/")]
-
-    def collect(self) -> DiskioReading:
-        pressure = procfs.read_pressure(self.ctx.procfs, "io")  # {} without PSI or when reads fail
-        path = self.ctx.storage_path or mounts.nearest_existing(self.ctx.host_path(self.ctx.docker_data_root))
+    def collect(self, found: Found = NOTHING) -> DiskioReading:
+        psi = procfs.read_pressure(self.ctx.procfs, "io")  # {} without PSI or when reads fail
+        path = found.storage_path or mounts.nearest_existing(self.ctx.host_path(self.ctx.docker_data_root))
         where = mounts.locate(path, mounts.mount_table(self.ctx.procfs), self.ctx.rootfs)
-        names = [] if where.network else self.disks_under(*where.dev, where.source)
+        names = [] if where.network else blockdev.disks_under(self.ctx.sysfs, *where.dev, where.source)
         stats = procfs.parse_diskstats(procfs.read(self.ctx.procfs, "diskstats"))
         devices = tuple(Device(s.name, s.read_bytes, s.written_bytes, s.io_seconds)
                         for s in (stats.get(n) for n in names) if s is not None)
@@ -94,8 +70,29 @@ class DiskioCollector:
                 busy = min(1.0, max(delta[1]) / delta[0])
         return DiskioReading(
             devices=devices, fstype=where.fstype, network_filesystem=where.network,
-            busy_ratio=busy, busy_window_seconds=(self.window.delta() or (0.0,))[0], pressure=pressure,
+            busy_ratio=busy, busy_window_seconds=(self.window.delta() or (0.0,))[0], pressure=psi,
         )
 
 
 COLLECTOR = DiskioCollector
+
+
+def families(d: DiskioReading) -> Iterator[Metric]:
+    fields = (
+        ("dtr_storage_device_read_bytes", "Bytes read from a disk under the image store.", "read_bytes"),
+        ("dtr_storage_device_written_bytes", "Bytes written to a disk under the image store.", "written_bytes"),
+        ("dtr_storage_device_io_time_seconds", "Time a disk under the image store was busy with I/O.",
+         "io_seconds"),
+    )
+    for name, doc, attr in fields:
+        family = CounterMetricFamily(name, doc, labels=["device"])
+        for dev in d.devices:
+            family.add_metric([dev.name], getattr(dev, attr))
+        yield family
+    if d.busy_ratio is not None:
+        yield gauge("dtr_storage_device_busy_ratio",
+                    "Busiest storage disk's share of time doing I/O over the last window.", d.busy_ratio)
+    yield gauge("dtr_storage_network_filesystem", "1 when the image store is on a network filesystem.",
+                1 if d.network_filesystem else 0, {"fstype": d.fstype})
+    if d.pressure:
+        yield pressure("dtr_io_pressure_seconds", "Time tasks stalled waiting for I/O (PSI).", d.pressure)

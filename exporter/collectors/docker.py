@@ -13,7 +13,9 @@ becomes the storage path every storage-facing collector follows, re-read each
 pass, so a recreated replica is followed. A plain registry whose environment
 chooses another driver (``REGISTRY_STORAGE=s3``) has no local store: its
 driver is reported and no store is followed. The running containers' pids and
-HostConfig CPU limits go to ``Discovery.dtr_processes`` for the cpu collector. No Docker socket at the default
+HostConfig CPU limits go to ``Found.dtr_processes`` for the cpu collector. What it
+finds travels in the reading's ``found``; a store once found stays found while the
+registry container is away (an upgrade replacing it). No Docker socket at the default
 place means "no Docker here": an empty reading and one debug line, no error.
 """
 
@@ -22,10 +24,16 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .. import dtr
-from ..readings import ContainerStats, DockerReading
-from . import PartialReading
+from . import NOTHING, Found, PartialReading, Spec
+
+SPEC = Spec(True, 30, 20, "the Docker Engine API at --docker.host (DTR containers, volumes, stats)", discovers=2)
 
 log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -33,6 +41,31 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 # these run concurrently and the whole batch gets this share of the collector's timeout.
 STATS_SHARE = 0.6
 MAX_PARALLEL_STATS = 16
+
+
+@dataclass(frozen=True)
+class ContainerStats:
+    name: str
+    component: str
+    running: bool
+    memory_bytes: int | None = None  # usage minus inactive file cache, as `docker stats` shows it
+    cpu_seconds: float | None = None
+    network_receive_bytes: int | None = None  # None: host network, no counters of its own
+    network_transmit_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class DockerReading:
+    """The DTR replica (or plain registry) found through Docker. ``available`` False: no Docker here."""
+
+    available: bool
+    replica_id: str | None = None
+    version: str | None = None
+    storage_driver: str | None = None  # the DTR API's, else what the volume or the registry's environment says
+    storage_source: str | None = None  # the image store as the host names it
+    storage_volume: str | None = None
+    containers: tuple[ContainerStats, ...] = ()
+    found: Found = NOTHING  # what the other collectors follow: store, driver, replica, processes
 
 
 def memory_bytes(stats: dict) -> int | None:
@@ -70,6 +103,8 @@ class DockerCollector:
         self._client = None
         self._pool = ThreadPoolExecutor(MAX_PARALLEL_STATS, thread_name_prefix="docker-stats")
         self._said_absent = False
+        self._store_path: Path | None = None  # the last store found, and its driver
+        self._driver: str | None = None
 
     def _api(self):
         if self._client is None:
@@ -84,7 +119,8 @@ class DockerCollector:
             self._client.close()
         self._client = None
 
-    def collect(self) -> DockerReading:
+    def collect(self, found: Found = NOTHING) -> DockerReading:
+        """``found``: what the other discoverers said (the DTR API's driver wins over Docker's guess)."""
         if self.host is None and not os.path.exists(DEFAULT_SOCKET):
             if not self._said_absent:
                 log.debug("no Docker socket; the docker collector reports nothing", extra={"socket": DEFAULT_SOCKET})
@@ -96,26 +132,26 @@ class DockerCollector:
         except Exception:
             self._drop_client()
             raise
-        found = [(c, m) for c in listed if (m := dtr.identify(c)) is not None]
-        replica = dtr.choose_replica([m for _, m in found])
-        ours = [(c, m) for c, m in found if m.replica_id == replica or m.replica_id is None]
-        self.ctx.discovery.replica_id = replica
+        identified = [(c, m) for c in listed if (m := dtr.identify(c)) is not None]
+        replica = dtr.choose_replica([m for _, m in identified])
+        ours = [(c, m) for c, m in identified if m.replica_id == replica or m.replica_id is None]
         inspected = self._inspect(api, [m for _, m in ours if m.running or m.replica_id is None])
-        self.ctx.discovery.dtr_processes = tuple(
+        processes = tuple(
             dtr.process_of(m, inspected[m.container_id]) for _, m in ours if m.running and m.container_id in inspected)
         store, driver = self._store(ours, inspected)
-        if store is not None and self.ctx.config is not None and self.ctx.config.storage_path is None:
-            self.ctx.discovery.storage_path = self.ctx.host_path(store.source)
-        if driver and self.ctx.discovery.storage_driver is None:  # the DTR API's answer, once known, wins
-            self.ctx.discovery.storage_driver = driver
+        if store is not None or driver:
+            self._store_path = self.ctx.host_path(store.source) if store is not None else None
+            self._driver = driver
         stats, missing = self._stats(api, [m for _, m in ours if m.running])
         containers = tuple(self._container(m, stats.get(m.container_id)) for _, m in ours)
         reading = DockerReading(
             available=True, replica_id=replica,
             version=dtr.version_of([m for _, m in ours if m.replica_id]) if replica else None,
-            storage_driver=self.ctx.discovery.storage_driver or driver,
+            storage_driver=found.storage_driver or self._driver,
             storage_source=store.source if store else None, storage_volume=store.volume if store else None,
-            containers=containers)
+            containers=containers,
+            found=Found(storage_path=self._store_path, storage_driver=self._driver, replica_id=replica,
+                        dtr_processes=processes))
         if missing:
             raise PartialReading(reading, f"no stats within the time bound for {', '.join(sorted(missing))}")
         return reading
@@ -177,3 +213,36 @@ class DockerCollector:
 
 
 COLLECTOR = DockerCollector
+
+CONTAINER_LABELS = ["component", "container"]
+CONTAINER_SERIES = (
+    (GaugeMetricFamily, "dtr_container_memory_bytes",
+     "Memory the container uses, page cache it could drop excluded (as docker stats).", "memory_bytes"),
+    (CounterMetricFamily, "dtr_container_cpu_seconds", "CPU time the container used.", "cpu_seconds"),
+    (CounterMetricFamily, "dtr_container_network_receive_bytes",
+     "Bytes the container received (containers with their own network namespace).", "network_receive_bytes"),
+    (CounterMetricFamily, "dtr_container_network_transmit_bytes",
+     "Bytes the container sent (containers with their own network namespace).", "network_transmit_bytes"),
+)
+
+
+def families(r: DockerReading) -> Iterator[Metric]:
+    if not r.available:
+        return
+    if r.replica_id:
+        info = GaugeMetricFamily("dtr_info", "The DTR replica on this node; always 1.",
+                                 labels=["version", "replica_id", "storage_driver"])
+        info.add_metric([r.version or "", r.replica_id, r.storage_driver or ""], 1)
+        yield info
+    up = GaugeMetricFamily("dtr_container_up", "1 when the registry container is running, 0 when it exists "
+                           "but is stopped.", labels=CONTAINER_LABELS)
+    for c in r.containers:
+        up.add_metric([c.component, c.name], 1 if c.running else 0)
+    yield up
+    for kind, name, doc, attr in CONTAINER_SERIES:
+        family = kind(name, doc, labels=CONTAINER_LABELS)
+        for c in r.containers:
+            value = getattr(c, attr)
+            if value is not None:
+                family.add_metric([c.component, c.name], value)
+        yield family

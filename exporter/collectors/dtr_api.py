@@ -11,7 +11,8 @@ exporter: dtr_api_up reads 0, the reason goes to the log once, and the
 collector's success stays 1. Success reads 0 only when the exporter cannot ask
 at all (the password file became unreadable). The password comes from
 ``dtr.password_file`` or ``DTR_PASSWORD`` and goes nowhere but the
-Authorization header.
+Authorization header. The replicas and the driver it last heard of go on in its
+reading's ``found`` while the API is away, so a short outage does not move the store.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-
+from typing import Iterator
 from urllib.parse import urlsplit
 
-import requests
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..config import ConfigError
-from ..readings import DtrApiReading
+from . import NOTHING, Found, Spec
+
+SPEC = Spec(False, 60, 20, "the DTR API at --dtr.url (/_ping, cluster status, storage settings)", discovers=1)
 
 log = logging.getLogger(__name__)
 PASSWORD_ENV = "DTR_PASSWORD"
@@ -38,6 +41,20 @@ CLUSTER_STATUS = "/api/v0/meta/cluster_status"
 STORAGE_SETTINGS = "/api/v0/admin/settings/registry/simple"
 # keys of a Distribution `storage` section that configure something other than the driver
 NOT_DRIVERS = frozenset({"delete", "redirect", "cache", "maintenance"})
+
+
+@dataclass(frozen=True)
+class DtrApiReading:
+    """What the DTR API said. ``up`` False: some call got no well-formed answer (``error`` says which)."""
+
+    up: bool
+    error: str = ""
+    healthy: bool | None = None  # /_ping's verdict on the replica answering
+    replica_health: dict[str, bool] = field(default_factory=dict)  # replica id -> health "OK"
+    critical_issues: int | None = None
+    issues: int | None = None
+    storage_driver: str | None = None
+    found: Found = NOTHING  # the replicas and driver last heard of, for the other collectors
 
 
 class ApiError(Exception):
@@ -51,8 +68,9 @@ def read_password(config) -> str | None:
     return os.environ.get(PASSWORD_ENV) or None
 
 
-def fetch_json(session: requests.Session, url: str, timeout: float, auth) -> object:
-    """GET ``url`` and parse JSON, bounded in time, size and redirects."""
+def fetch_json(session, url: str, timeout: float, auth) -> object:
+    """GET ``url`` with a requests.Session and parse JSON, bounded in time, size and redirects."""
+    import requests  # here: the other collectors never need it
     deadline = time.monotonic() + timeout
     try:
         with session.get(url, timeout=timeout, auth=auth, stream=True,
@@ -127,6 +145,7 @@ def parse_storage_settings(doc: object) -> str:
 
 def validate(config) -> None:
     """Settings that cannot work stop the exporter at start (exit 2), naming the key."""
+    from ..config import ConfigError  # here: exporter.config imports the collectors package
     url = urlsplit(config.dtr_url or "")
     if "@" in url.netloc:  # checked first: the message below repeats the URL, and must not repeat a password
         raise ConfigError(f"dtr.url: no credentials in the URL; use dtr.username with dtr.password_file or {PASSWORD_ENV}")
@@ -149,6 +168,8 @@ class DtrApiCollector:
         self.base = (self.config.dtr_url or "").rstrip("/")
         self.timeout = self.config.dtr_timeout
         self._last_error: str | None = None
+        self._known = NOTHING  # the replicas and driver of the last answers that named them
+        import requests  # here, not at the top: ~6 MiB resident that only an enabled dtr_api needs
         self.session = requests.Session()
         self.session.max_redirects = MAX_REDIRECTS
         self.session.trust_env = False  # no proxy from the environment in front of a node-local API
@@ -160,7 +181,7 @@ class DtrApiCollector:
         password = read_password(self.config)  # OSError here is the exporter's fault: success 0
         return (self.config.dtr_username, password or "")
 
-    def collect(self) -> DtrApiReading:
+    def collect(self, found: Found = NOTHING) -> DtrApiReading:
         auth = self._auth()
         healthy = health = issues = critical = driver = None
         try:
@@ -175,12 +196,9 @@ class DtrApiCollector:
         except ApiError as err:
             error = f"{step}: {err}"
         self._tell(error)
-        if health is not None:
-            self.ctx.discovery.replicas = tuple(sorted(health))
-        if driver:
-            self.ctx.discovery.storage_driver = driver
+        self._known = Found(storage_driver=driver, replicas=tuple(sorted(health or ()))).over(self._known)
         return DtrApiReading(up=not error, error=error, healthy=healthy, replica_health=health or {},
-                             issues=issues, critical_issues=critical, storage_driver=driver)
+                             issues=issues, critical_issues=critical, storage_driver=driver, found=self._known)
 
     def _tell(self, error: str) -> None:
         """One log line when the API's state changes, not one per pass."""
@@ -192,3 +210,25 @@ class DtrApiCollector:
 
 
 COLLECTOR = DtrApiCollector
+
+
+def families(r: DtrApiReading) -> Iterator[Metric]:
+    yield GaugeMetricFamily("dtr_api_up", "1 when every DTR API call got a well-formed answer.", 1 if r.up else 0)
+    if r.healthy is not None:
+        yield GaugeMetricFamily("dtr_api_healthy", "The DTR replica's own verdict from /_ping.", 1 if r.healthy else 0)
+    health = GaugeMetricFamily("dtr_replica_healthy", "1 when cluster_status reports the replica OK.",
+                               labels=["replica_id"])
+    for replica, ok in sorted(r.replica_health.items()):
+        health.add_metric([replica], 1 if ok else 0)
+    yield health
+    if r.issues is not None:
+        issues = GaugeMetricFamily("dtr_cluster_issues", "Current issues cluster_status reports.",
+                                   labels=["critical"])
+        issues.add_metric(["true"], r.critical_issues or 0)
+        issues.add_metric(["false"], r.issues - (r.critical_issues or 0))
+        yield issues
+    if r.storage_driver:
+        driver = GaugeMetricFamily("dtr_api_storage_driver_info", "The registry storage driver DTR's settings "
+                                   "name; always 1.", labels=["driver"])
+        driver.add_metric([r.storage_driver], 1)
+        yield driver

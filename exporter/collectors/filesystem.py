@@ -7,10 +7,35 @@ dtr_filesystem_files_free, each {role="storage"|"docker", mountpoint, device, fs
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .. import mounts
-from ..readings import Filesystem, FilesystemReading
-from . import PartialReading
+from . import NOTHING, Found, PartialReading, Spec
+
+SPEC = Spec(True, 30, 10, "/proc/self/mountinfo and statvfs of Docker's data root and the storage path",
+            follows_store=True)
+LABELS = ["role", "mountpoint", "device", "fstype"]
+
+
+@dataclass(frozen=True)
+class Filesystem:
+    role: str  # storage | docker
+    mountpoint: str
+    device: str
+    fstype: str
+    size_bytes: int
+    avail_bytes: int
+    files: int
+    files_free: int
+    network: bool  # NFS, CIFS, ...
+
+
+@dataclass(frozen=True)
+class FilesystemReading:
+    filesystems: tuple[Filesystem, ...]
 
 
 class FilesystemCollector:
@@ -28,11 +53,11 @@ class FilesystemCollector:
             files=st.f_files, files_free=st.f_favail, network=where.network,
         )
 
-    def collect(self) -> FilesystemReading:
+    def collect(self, found: Found = NOTHING) -> FilesystemReading:
         table = mounts.mount_table(self.ctx.procfs)
         wanted = [("docker", mounts.nearest_existing(self.ctx.host_path(self.ctx.docker_data_root)))]
-        if self.ctx.storage_path is not None:
-            wanted.append(("storage", self.ctx.storage_path))
+        if found.storage_path is not None:
+            wanted.append(("storage", found.storage_path))
         found, errors = [], []
         for role, path in wanted:
             try:
@@ -46,3 +71,17 @@ class FilesystemCollector:
 
 
 COLLECTOR = FilesystemCollector
+
+
+def families(f: FilesystemReading) -> Iterator[Metric]:
+    fields = (
+        ("dtr_filesystem_size_bytes", "Filesystem size.", "size_bytes"),
+        ("dtr_filesystem_avail_bytes", "Space available to unprivileged users.", "avail_bytes"),
+        ("dtr_filesystem_files", "Inodes on the filesystem.", "files"),
+        ("dtr_filesystem_files_free", "Inodes free for unprivileged users.", "files_free"),
+    )
+    for name, doc, attr in fields:
+        family = GaugeMetricFamily(name, doc, labels=LABELS)
+        for fs in f.filesystems:
+            family.add_metric([fs.role, fs.mountpoint, fs.device, fs.fstype], getattr(fs, attr))
+        yield family

@@ -9,8 +9,27 @@ lines are missing is absent rather than guessed (MemAvailable excepted: see belo
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from prometheus_client.core import Metric
+
 from .. import procfs
-from ..readings import MemoryReading
+from ..families import counter, gauge, pressure
+from . import NOTHING, Found, Spec
+
+SPEC = Spec(True, 15, 10, "/proc/meminfo, /proc/vmstat, /proc/pressure/memory, /proc/sys/vm/min_free_kbytes")
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    total_bytes: int
+    available_bytes: int | None  # MemAvailable, estimated before Linux 3.14
+    page_cache_bytes: int | None  # Active(file) + Inactive(file)
+    dirty_bytes: int | None
+    major_faults: int | None  # None: /proc/vmstat unreadable or without the counter
+    refaults_file: int | None  # vmstat workingset_refault_file (5.9+), workingset_refault before
+    pressure: dict[str, float] = field(default_factory=dict)  # some/full -> stall seconds
 
 
 def estimate_available(info: dict[str, int], low_watermark: int) -> int | None:
@@ -49,7 +68,7 @@ class MemoryCollector:
             procfs.PARSE_ERRORS.note("sys/vm/min_free_kbytes", text, "not a number")
             return 0
 
-    def collect(self) -> MemoryReading:
+    def collect(self, found: Found = NOTHING) -> MemoryReading:
         info = procfs.parse_meminfo(procfs.read(self.procfs, "meminfo"))
         if "MemTotal" not in info:
             raise ValueError("meminfo lacks 'MemTotal'")
@@ -71,3 +90,24 @@ class MemoryCollector:
 
 
 COLLECTOR = MemoryCollector
+
+
+def families(m: MemoryReading) -> Iterator[Metric]:
+    yield gauge("dtr_memory_total_bytes", "Usable RAM (MemTotal).", m.total_bytes)
+    optional = (
+        (gauge, "dtr_memory_available_bytes", "Memory available for new work without swapping "
+         "(MemAvailable; estimated from MemFree, file cache and reclaimable slab before Linux 3.14).",
+         m.available_bytes),
+        (gauge, "dtr_memory_page_cache_bytes", "File-backed page cache: Active(file) + Inactive(file).",
+         m.page_cache_bytes),
+        (gauge, "dtr_memory_dirty_bytes", "Page cache waiting to be written back (Dirty).", m.dirty_bytes),
+        (counter, "dtr_memory_major_faults", "Page faults that needed disk I/O (vmstat pgmajfault).", m.major_faults),
+        (counter, "dtr_page_cache_refaults", "File pages read again soon after eviction (vmstat "
+         "workingset_refault_file, workingset_refault before Linux 5.9): the page cache is too small.",
+         m.refaults_file),
+    )
+    for family, name, doc, value in optional:
+        if value is not None:  # the kernel did not say: absent, never a guess
+            yield family(name, doc, value)
+    if m.pressure:
+        yield pressure("dtr_memory_pressure_seconds", "Time tasks stalled waiting for memory (PSI).", m.pressure)

@@ -24,16 +24,23 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .. import cachestat
-from ..config import Config
+from ..families import gauge
 from ..processes import io_counters, registry_pids
-from ..readings import PagecacheReading
+from ..repositories import subdirs
 from ..scan import resolve_v2
 from ..storage_id import storage_id
 from ..window import Window
-from . import PartialReading
+from . import NOTHING, Found, PartialReading, Spec
+
+SPEC = Spec(True, 60, 30, "cachestat() over blob files, /proc/<pid>/io of the registry processes",
+            follows_store=True)
 
 SAMPLE_FILES = 4000
 MIN_PREFIXES = 8
@@ -42,28 +49,41 @@ WINDOW = 300.0
 MIN_READ = 1 << 20  # below a MiB read in the window the ratio says nothing
 
 
+@dataclass(frozen=True)
+class PagecacheReading:
+    storage: str | None = None
+    detail: str = ""
+    method: str | None = None  # cachestat | mincore | None (neither usable)
+    resident_bytes: float | None = None  # blob bytes in the page cache (estimated when sampled)
+    resident_error_bytes: float | None = None  # standard error of that estimate, 0 when measured in full
+    sampled_ratio: float = 0.0  # share of prefix directories measured
+    hit_ratio: float | None = None  # share of the registry's reads served from cache over the window
+    hit_window_seconds: float = 0.0
+    processes: int = 0  # registry processes found
+
+
 class PagecacheCollector:
     name = "pagecache"
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.config = ctx.config or Config()
+        self.config = ctx.config
         self.window = Window(WINDOW)
         self._pids: tuple[int, ...] = ()
         self._method: tuple[Path, str | None] | None = None
         self._random = random.Random()
 
-    def collect(self) -> PagecacheReading:
+    def collect(self, found: Found = NOTHING) -> PagecacheReading:
         problems: list[str] = []
-        hit, span, found = self._hit_ratio(problems)
-        root = self.ctx.storage_path
+        hit, span, processes = self._hit_ratio(problems)
+        root = found.storage_path
         v2 = resolve_v2(Path(root)) if root is not None else None
         if v2 is None:
             detail = "no storage path" if root is None else f"{root}: not a registry store"
-            reading = PagecacheReading(detail=detail, hit_ratio=hit, hit_window_seconds=span, processes=found)
+            reading = PagecacheReading(detail=detail, hit_ratio=hit, hit_window_seconds=span, processes=processes)
         else:
             reading = self._resident(v2, storage_id(Path(root), self.ctx.procfs, self.ctx.rootfs),
-                                     hit, span, found)
+                                     hit, span, processes)
         if problems:
             raise PartialReading(reading, "; ".join(problems))
         return reading
@@ -104,11 +124,11 @@ class PagecacheCollector:
             self._method = (v2, cachestat.probe(sample))
         return self._method[1]
 
-    def _resident(self, v2: Path, sid: str, hit, span, found) -> PagecacheReading:
+    def _resident(self, v2: Path, sid: str, hit, span, processes) -> PagecacheReading:
         prefixes = []
         blobs = v2 / "blobs"
-        for alg in _dirs(blobs):
-            prefixes.extend(_dirs(alg))
+        for alg in subdirs(blobs):
+            prefixes.extend(e.path for e in subdirs(alg.path))
         self._random.shuffle(prefixes)
         totals: list[int] = []
         files = 0
@@ -117,7 +137,8 @@ class PagecacheCollector:
             if len(totals) >= MIN_PREFIXES and files >= SAMPLE_FILES:
                 break
             cached = 0
-            digests = _dirs(prefix)
+            # plain strings: a Path per digest directory was 90 % of this collector's CPU on a 1M-blob store
+            digests = [e.path for e in subdirs(prefix)]
             chosen = digests if len(digests) <= PER_PREFIX else self._random.sample(digests, PER_PREFIX)
             scale = len(digests) / len(chosen) if chosen else 0.0
             for digest in chosen:
@@ -128,7 +149,7 @@ class PagecacheCollector:
                         if method is None:
                             return PagecacheReading(sid, "neither cachestat nor mincore can read the blob files "
                                                     "(needs root, their owner, or write access)",
-                                                    hit_ratio=hit, hit_window_seconds=span, processes=found)
+                                                    hit_ratio=hit, hit_window_seconds=span, processes=processes)
                     cached += cachestat.resident_bytes(data, method)[0]
                 except OSError:
                     continue  # vanished, a symlink, or no data yet
@@ -136,23 +157,31 @@ class PagecacheCollector:
             totals.append(cached * scale)
         n, total = len(totals), len(prefixes)
         if n == 0:
-            return PagecacheReading(sid, "no blobs", method, 0, 0, 1.0, hit, span, found)
+            return PagecacheReading(sid, "no blobs", method, 0, 0, 1.0, hit, span, processes)
         estimate = sum(totals) * total / n
         error = 0.0
         if 1 < n < total:  # standard error of a total from a simple random sample of clusters
             mean = sum(totals) / n
             variance = sum((t - mean) ** 2 for t in totals) / (n - 1)
             error = total * math.sqrt((1 - n / total) * variance / n)
-        return PagecacheReading(sid, "", method, estimate, error, n / total, hit, span, found)
-
-
-def _dirs(path: str | Path) -> list[str]:
-    # plain strings: a Path per digest directory was 90 % of this collector's CPU on a 1M-blob store
-    try:
-        with os.scandir(path) as entries:
-            return [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return []
+        return PagecacheReading(sid, "", method, estimate, error, n / total, hit, span, processes)
 
 
 COLLECTOR = PagecacheCollector
+
+
+def families(r: PagecacheReading) -> Iterator[Metric]:
+    if r.storage is not None and r.resident_bytes is not None:
+        store = {"storage": r.storage}
+        yield gauge("dtr_storage_page_cache_bytes", f"Blob bytes resident in the page cache ({r.method}; "
+                    "estimated from a sample of prefix directories on large stores).", r.resident_bytes, store)
+        if r.resident_error_bytes is not None:
+            yield gauge("dtr_storage_page_cache_error_bytes", "Standard error of dtr_storage_page_cache_bytes "
+                        "(0 when every blob was measured).", r.resident_error_bytes, store)
+        yield gauge("dtr_storage_page_cache_sampled_ratio", "Share of prefix directories measured for "
+                    "dtr_storage_page_cache_bytes.", r.sampled_ratio, store)
+    if r.hit_ratio is not None:
+        yield gauge("dtr_page_cache_hit_ratio", "Share of reads served from the page cache over the last window: "
+                    "1 - read_bytes/rchar of /proc/<pid>/io.", r.hit_ratio, {"scope": "registry"})
+    yield GaugeMetricFamily("dtr_registry_processes", "Registry processes found by name or pid.",
+                            value=r.processes)

@@ -20,15 +20,27 @@ Sources, best first:
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Iterator
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..config import Config
 from ..processes import host_namespace, registry_pids
-from ..readings import TrafficReading
+from . import NOTHING, Found, Spec
+
+SPEC = Spec(True, 30, 10, "the registry's own metrics (--registry.metrics-url) or its container's network counters")
 
 SERVED, RECEIVED = "registry_http_response_size_bytes_sum", "registry_http_request_size_bytes_sum"
 MAX_BODY = 8 << 20
+
+
+@dataclass(frozen=True)
+class TrafficReading:
+    source: str  # registry_metrics | netns | none
+    served_bytes: float | None = None
+    received_bytes: float | None = None
+    detail: str = ""
 
 
 def parse_registry_metrics(text: str) -> tuple[float, float]:
@@ -64,10 +76,10 @@ class TrafficCollector:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.config = ctx.config or Config()
+        self.config = ctx.config
         self.session = None  # made on first use: importing requests costs ~6 MiB resident, needed only with a URL
 
-    def collect(self) -> TrafficReading:
+    def collect(self, found: Found = NOTHING) -> TrafficReading:
         url = self.config.registry_metrics_url
         if url:
             if self.session is None:
@@ -94,3 +106,16 @@ class TrafficCollector:
 
 
 COLLECTOR = TrafficCollector
+
+
+def families(r: TrafficReading) -> Iterator[Metric]:
+    source = GaugeMetricFamily("dtr_registry_traffic_source", "1 for where the registry traffic counters come "
+                               "from: registry_metrics, netns or none.", labels=["source"])
+    source.add_metric([r.source], 1)
+    yield source
+    if r.served_bytes is not None:
+        yield CounterMetricFamily("dtr_registry_served_bytes", "Bytes the registry sent to its clients.",
+                                  value=r.served_bytes)
+    if r.received_bytes is not None:
+        yield CounterMetricFamily("dtr_registry_received_bytes", "Bytes the registry took from its clients.",
+                                  value=r.received_bytes)

@@ -12,6 +12,7 @@ import math
 
 import yaml
 
+from mixin.config import load
 from tests.prom import Alertmanager, Prometheus, Webhook, fast_exporter_config
 from tests.support import ROOT, Exporter, wait_for
 
@@ -62,7 +63,7 @@ def test_memory_alert_reaches_alertmanager_and_resolves(tmp_path):
             "summary": f"{instance} has less RAM than the DTR sizing minimum.",
             "description": f"{instance} has {humanize1024(ram)}B of RAM; the critical minimum is "
                            f"{humanize1024(threshold)}B (KB: 4GB is sufficient for smaller production installations).",
-            "runbook_url": "docs/runbooks.md#dtrmemorybelowminimum",
+            "runbook_url": load().runbook(ALERT),
         }
         assert [a["labels"]["alertname"] for a in am.alerts() if a["status"]["state"] == "active"] == [ALERT]
 

@@ -31,7 +31,7 @@ def test_scrape_config_passes_promtool_with_the_rules(tmp_path):
     shutil.copy(ROOT / "alerts" / "dtr-sizing.rules.yml", tmp_path)
     result = run(require("promtool"), "check", "config", "prometheus.yml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    rules = len(re.findall(r"- alert: ", (ROOT / "alerts" / "dtr-sizing.rules.yml").read_text()))
+    rules = len(re.findall(r"- (?:alert|record): ", (ROOT / "alerts" / "dtr-sizing.rules.yml").read_text()))
     assert f"SUCCESS: {rules} rules found" in result.stdout
 
 

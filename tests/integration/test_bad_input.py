@@ -52,6 +52,7 @@ CONFIGS = {  # id: (file text, a word the message must name)
     "collector-key": ("collectors:\n  cpu: {every: 5s}\n", "every"),
     "scan-rate-negative": ("storage:\n  scan_rate: -5\n", "storage.scan_rate"),
     "scan-rate-bool": ("storage:\n  scan_rate: true\n", "storage.scan_rate"),
+    "scan-rate-nan": ("storage:\n  scan_rate: .nan\n", "storage.scan_rate"),
     "scan-shared-word": ("storage:\n  scan_shared: sometimes\n", "storage.scan_shared"),
     "storage-path-int": ("storage:\n  path: 5\n", "storage.path"),
     "pids-zero": ("registry:\n  pids: [0]\n", "registry.pids"),
@@ -79,6 +80,8 @@ FLAGS = {
     "collector-both": (["--no-collector.memory", "--collector.memory"], "--collector.memory"),
     "scan-rate-word": (["--storage.scan-rate", "fast"], "--storage.scan-rate"),
     "scan-rate-negative": (["--storage.scan-rate=-1"], "--storage.scan-rate"),
+    "scan-rate-nan": (["--storage.scan-rate", "nan"], "--storage.scan-rate"),
+    "dtr-insecure-value": (["--dtr.insecure=yes"], "--dtr.insecure"),
     "scan-shared": (["--storage.scan-shared", "maybe"], "--storage.scan-shared"),
     "unknown-flag-close": (["--web.listen=:1"], "--web.listen-address"),
     "unknown-command": (["serv"], "serv"),
@@ -220,7 +223,7 @@ def test_bad_input_through_the_real_process(tmp_path, argv, named):
 
 # --- generated configs: whatever the shape, a Config or one ConfigError line, nothing else ---
 
-KEYS = st.sampled_from([*cfg.TOP_LEVEL, *(k for s in cfg.SCHEMA.values() for k in s), "memory_total", "disk_free",
+KEYS = st.sampled_from([*cfg.TOP_LEVEL, *(s.name for s in cfg.SETTINGS), "memory_total", "disk_free",
                         "cpu_cores", "cpu_busy", "storage_forecast", "inodes_free", "warning", "critical",
                         "tolerance", "memory", "storage", "enabled", "interval", "timeout", "x"])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True),

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
-from exporter import sizing
+from exporter import cli, sizing
+from exporter import config as cfg
 from tests.conftest import foundation_only, profile_dir
 from tests.support import ROOT, Exporter, exporter_cmd, free_port, run_exporter, unavailable, wait_for
 
@@ -92,6 +94,34 @@ def test_a_failing_check_wins_over_an_unjudged_one(tmp_path):
     assert "at least 1000 usable CPUs" in done.stdout and "collector memory failed" in done.stdout
 
 
+# ---- flags: made from the settings declared in exporter/config.py
+
+SAMPLES = {cfg.PATH: "/srv/x", cfg.TEXT: "tcp://127.0.0.1:2375", cfg.URL: "https://dtr.example.com",
+           cfg.ADDRESS: "127.0.0.1:9100", cfg.RATE: "250", cfg.DURATION: "30s"}
+
+
+@pytest.mark.parametrize("setting", cli.FLAGS, ids=lambda s: s.flag)
+def test_every_flag_sets_what_its_key_sets(tmp_path, setting):
+    if setting.kind is cfg.BOOL:
+        argv, value = [setting.flag], True
+    else:
+        text = SAMPLES.get(setting.kind) or setting.kind.metavar.split("|")[-1]  # a choice: its last one
+        argv, value = [setting.flag, text], yaml.safe_load(text)
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump({setting.section: {setting.name: value}}))
+    from_flag, from_file = cli.load_config(argv)[1], cli.load_config(["--config.file", str(path)])[1]
+    assert from_flag == from_file != cfg.Config()
+
+
+def test_help_shows_each_flag_with_its_default(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping: the help is on the flag's line or the next
+    lines = cli.build_parser().format_help().splitlines()
+    for s in cli.FLAGS:
+        [at] = [i for i, line in enumerate(lines) if line.split()[:1] == [s.flag]]
+        shown = " ".join(" ".join(lines[at:at + 2]).split())
+        assert f"{s.help} [default: {s.shown_default().replace('`', '')}]" in shown, shown
+
+
 def test_help_lists_the_exit_statuses():
     done = run_exporter("--help")
     assert done.returncode == 0
@@ -117,6 +147,7 @@ def one_line_error(*args: str) -> str:
     (["check", "--log.level", "loud"], "'loud' is not one of debug, info, warn, error"),
     (["check", "--web.listen-address", "nowhere"], "'nowhere' is not host:port"),
     (["check", "--output", "yaml"], "invalid choice: 'yaml'"),
+    (["check", "--storage.scan-rate", "fast"], "--storage.scan-rate: expected files per second, 0 for no limit"),
     (["chekc"], "invalid choice: 'chekc' (choose from 'serve', 'check', 'metrics')"),
     (["check", "--collector.cpu", "--no-collector.cpu"], "not allowed with argument"),
     (["serve", "--web.listen-address", f"127.0.0.1:{free_port()}", "--web.config.file", "/nonexistent/web.yml"],

@@ -330,7 +330,7 @@ class Hanging:
         self.release = threading.Event()
         self.calls = 0
 
-    def collect(self):
+    def collect(self, found):
         self.calls += 1
         self.release.wait(30)
         return "late"
@@ -339,7 +339,7 @@ class Hanging:
 class Quick:
     name = "quick"
 
-    def collect(self):
+    def collect(self, found):
         return "fine"
 
 
@@ -365,7 +365,7 @@ def test_hung_collector_times_out_and_is_not_stacked():
 
 def test_partial_reading_keeps_data_and_reads_failed():
     class Partly:
-        def collect(self):
+        def collect(self, found):
             raise PartialReading("half", "one mount unreadable")
     sampler = Sampler({"partly": Job(Partly(), 1, 1)})
     status = sampler.run("partly")

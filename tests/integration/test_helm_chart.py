@@ -179,10 +179,10 @@ def test_chart_copies_of_alerts_and_dashboards_have_not_drifted():
     for source, copy, pattern in pairs:
         names = sorted(p.name for p in source.glob(pattern))
         assert names == sorted(p.name for p in copy.glob(pattern)), \
-            f"{copy} differs from {source}: run scripts/sync-chart-files.sh"
+            f"{copy} differs from {source}: run `make generate`"
         for name in names:
             assert (source / name).read_bytes() == (copy / name).read_bytes(), \
-                f"{copy / name} drifted from {source / name}: run scripts/sync-chart-files.sh"
+                f"{copy / name} drifted from {source / name}: run `make generate`"
 
 
 def test_dashboards_configmap_for_the_grafana_sidecar():

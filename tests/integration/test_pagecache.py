@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from exporter.collectors import Context, Discovery
+from exporter.collectors import Context, Found
 from exporter.collectors.pagecache import PagecacheCollector
 from exporter.config import Config
 from tests.registry import disk_registry, disk_tmp  # noqa: F401 (the fixtures)
@@ -29,7 +29,7 @@ def drop_pages(path) -> None:
 
 def pagecache(reg) -> PagecacheCollector:
     config = Config(registry_process_names=[], registry_pids=[reg.proc.pid])
-    return PagecacheCollector(Context(config=config, discovery=Discovery(reg.storage)))
+    return PagecacheCollector(Context(config=config))
 
 
 def test_cold_then_warm_pulls(disk_registry):
@@ -40,22 +40,22 @@ def test_cold_then_warm_pulls(disk_registry):
         drop_pages(registry.blob_file(d))
 
     cold = pagecache(registry)
-    dropped = cold.collect()
+    dropped = cold.collect(Found(storage_path=registry.storage))
     assert dropped.method in ("cachestat", "mincore")
     assert dropped.sampled_ratio == 1.0 and dropped.resident_error_bytes == 0
     assert dropped.resident_bytes < 0.05 * total
     assert dropped.processes == 1
     for d in digests:
         registry.pull_blob("cache/me", d)
-    after_cold = cold.collect()
+    after_cold = cold.collect(Found(storage_path=registry.storage))
     assert after_cold.hit_ratio is not None and after_cold.hit_ratio <= 0.15
     assert after_cold.resident_bytes >= 0.95 * total
 
     warm = pagecache(registry)
-    warm.collect()
+    warm.collect(Found(storage_path=registry.storage))
     for d in digests:
         registry.pull_blob("cache/me", d)
-    after_warm = warm.collect()
+    after_warm = warm.collect(Found(storage_path=registry.storage))
     assert after_warm.hit_ratio is not None and after_warm.hit_ratio >= 0.9
     assert after_warm.resident_bytes >= 0.95 * total
 
@@ -63,6 +63,6 @@ def test_cold_then_warm_pulls(disk_registry):
 def test_no_registry_process_means_no_ratio(disk_registry):
     registry = disk_registry
     config = Config(registry_process_names=["no-such-process"], registry_pids=[])
-    reading = PagecacheCollector(Context(config=config, discovery=Discovery(registry.storage))).collect()
+    reading = PagecacheCollector(Context(config=config)).collect(Found(storage_path=registry.storage))
     assert reading.hit_ratio is None and reading.processes == 0
     assert reading.resident_bytes == 0  # a registry that has stored nothing yet is an empty store

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from exporter.collectors import Context, Discovery
+from exporter.collectors import Context, Found
 from exporter.collectors.storage import StorageCollector
 from exporter.collectors.traffic import TrafficCollector
 from exporter.config import Config
@@ -19,9 +19,13 @@ from tests.registry import registry  # noqa: F401 (the fixture)
 MiB = 1 << 20
 
 
-def collector(reg, **settings) -> StorageCollector:
-    config = Config(**settings)
-    return StorageCollector(Context(config=config, discovery=Discovery(reg.storage)))
+def collector(**settings) -> StorageCollector:
+    return StorageCollector(Context(config=Config(**settings)))
+
+
+def at(store) -> Found:
+    """What the sampler hands the collector when the store is at ``store``."""
+    return Found(storage_path=store)
 
 
 def test_counts_and_bytes_equal_what_was_pushed(registry):
@@ -29,7 +33,7 @@ def test_counts_and_bytes_equal_what_was_pushed(registry):
     for repo, tag, sizes in (("team/app/web", "v1", [300_000, 1_234_567]), ("library/base", "1", [77_777]),
                              ("team/app/web", "v2", [2 * MiB + 3])):
         pushed.update(registry.push_image(repo, tag, sizes)[1])
-    reading = collector(registry).collect()
+    reading = collector().collect(at(registry.storage))
     assert reading.blobs == len(pushed)
     assert reading.blob_bytes == sum(pushed.values())
     assert reading.repositories == 2  # nested names count once each
@@ -39,7 +43,7 @@ def test_counts_and_bytes_equal_what_was_pushed(registry):
     assert reading.storage and reading.storage.endswith(str(registry.storage))
     # the v2 directory itself is accepted as the storage path too
     v2 = resolve_v2(registry.storage)
-    assert StorageCollector(Context(config=Config(), discovery=Discovery(v2))).collect().blob_bytes == \
+    assert collector().collect(at(v2)).blob_bytes == \
         sum(pushed.values())
 
 
@@ -47,21 +51,21 @@ def test_garbage_collection_lowers_the_numbers_and_the_forecast_holds(registry, 
     keep = registry.push_image("keep/me", "latest", [500_000, 600_000])[1]
     digest, drop = registry.push_image("drop/me", "latest", [3 * MiB, MiB])
     state = tmp_path / "state"
-    storage = collector(registry, state_dir=str(state))
-    before = storage.collect()
+    storage = collector(state_dir=str(state))
+    before = storage.collect(at(registry.storage))
     assert before.blob_bytes == sum(keep.values()) + sum(drop.values())
     # an hour of history growing 1 MiB a minute up to now, as a restarted exporter would find it
     history = next(state.glob("storage-history-*.json"))
     now = time.time()
     samples = [[now - 3600 + 60 * i, before.data_bytes - (60 - i) * MiB, before.avail_bytes] for i in range(60)]
     history.write_text(json.dumps({"version": 1, "samples": samples}))
-    storage = collector(registry, state_dir=str(state))
-    grown = storage.collect()
+    storage = collector(state_dir=str(state))
+    grown = storage.collect(at(registry.storage))
     assert grown.growth_bytes_per_second == pytest.approx(MiB / 60, rel=0.01)
 
     registry.delete_manifest("drop/me", digest)
     registry.garbage_collect()
-    after = storage.collect()
+    after = storage.collect(at(registry.storage))
     assert after.blobs == len(keep)
     assert after.blob_bytes == sum(keep.values())
     assert after.repositories == 2  # GC leaves the repository directory
@@ -75,8 +79,8 @@ def test_garbage_collection_lowers_the_numbers_and_the_forecast_holds(registry, 
 
 def test_abandoned_upload_is_visible(registry):
     registry.abandon_upload("big/push", os.urandom(3 * MiB))
-    storage = collector(registry)
-    reading = storage.collect()
+    storage = collector()
+    reading = storage.collect(at(registry.storage))
     assert reading.uploads == 1
     assert reading.upload_bytes == 3 * MiB
     assert reading.data_bytes == reading.blob_bytes + 3 * MiB
@@ -85,7 +89,7 @@ def test_abandoned_upload_is_visible(registry):
     data = next((registry.storage / "docker/registry/v2/repositories/big/push/_uploads").glob("*/data"))
     two_hours_ago = time.time() - 7200
     os.utime(data, (two_hours_ago, two_hours_ago))
-    reading = storage.collect()
+    reading = storage.collect(at(registry.storage))
     assert (reading.abandoned_uploads, reading.abandoned_upload_bytes) == (1, 3 * MiB)
 
 

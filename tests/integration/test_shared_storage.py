@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.collectors import Context, Discovery
+from exporter.collectors import Context, Found
 from exporter.collectors.storage import StorageCollector
 from exporter.config import Config
 from tests.dtr_node import series
@@ -76,14 +76,12 @@ def test_on_nfs_auto_walks_on_the_lowest_replica_only_and_both_name_the_export(s
     replicas = ("0a0a0a0a0a0a", "0b0b0b0b0b0b")  # as cluster_status lists them
     readings = []
     for path, me in zip(paths, replicas):
-        discovery = Discovery(path)
-        discovery.replica_id, discovery.replicas = me, replicas
-        readings.append(StorageCollector(Context(procfs=procfs, config=Config(), discovery=discovery)).collect())
+        found = Found(storage_path=path, replica_id=me, replicas=replicas)
+        readings.append(StorageCollector(Context(procfs=procfs, config=Config())).collect(found))
     walker, idle = readings
     assert walker.storage.rstrip("/") == "nfs:nfs.example:/export/dtr" and walker.blobs == blobs
     assert idle.storage is None and "walked by replica 0a0a0a0a0a0a" in idle.detail
 
-    discovery = Discovery(paths[1])
-    discovery.replica_id, discovery.replicas = replicas[1], replicas
-    always = StorageCollector(Context(procfs=procfs, config=Config(scan_shared="always"), discovery=discovery))
-    assert always.collect().storage == walker.storage  # the same label from the other replica
+    found = Found(storage_path=paths[1], replica_id=replicas[1], replicas=replicas)
+    always = StorageCollector(Context(procfs=procfs, config=Config(scan_shared="always")))
+    assert always.collect(found).storage == walker.storage  # the same label from the other replica

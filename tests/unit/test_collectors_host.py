@@ -12,8 +12,8 @@ import shutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import dtr
-from exporter.collectors import DEFAULTS, Context, create
+from exporter import blockdev, dtr
+from exporter.collectors import DEFAULTS, Context, Found, create
 from exporter.exposition import to_text
 from exporter.sampler import Job, Sampler
 from tests.conftest import PROFILES, profile_context, profile_dir
@@ -97,15 +97,14 @@ def test_the_registry_governs_and_the_detail_names_it(tmp_path):
     ctx = copy_profile("large", tmp_path)
     (ctx.sysfs / "fs/cgroup/cpu,cpuacct/system.slice/dtr.service/cpu.cfs_quota_us").write_text("250000\n")
     other = dtr.Process("api", "dtr-api-0123456789ab", 4300, 1.0)  # a tighter limit on another component
-    ctx.discovery.dtr_processes = (other,)
-    c = create("cpu", ctx).collect()
+    c = create("cpu", ctx).collect(Found(dtr_processes=(other,)))
     assert (c.usable_cpus, c.usable_source) == (2.5, "cgroup of pid 4242 (registry)")
 
 
 def test_hostconfig_decides_when_the_cgroup_cannot_be_found(tmp_path):
     ctx = copy_profile("vm4g", tmp_path)  # no /proc/<pid> for Docker's pid: its cgroup cannot be read
-    ctx.discovery.dtr_processes = (dtr.Process("registry", "dtr-registry-0123456789ab", 99999, 0.5),)
-    c = create("cpu", ctx).collect()
+    limited = dtr.Process("registry", "dtr-registry-0123456789ab", 99999, 0.5)
+    c = create("cpu", ctx).collect(Found(dtr_processes=(limited,)))
     assert (c.usable_cpus, c.usable_source) == (0.5, "Docker HostConfig (registry, container dtr-registry-0123456789ab)")
 
 
@@ -136,7 +135,7 @@ def test_cpu_busy_ratio_over_two_samples(tmp_path):
     ("small", (0, 99), "overlay", []),
 ])
 def test_disks_under(profile, dev, source, disks):
-    assert create("diskio", profile_context(profile)).disks_under(*dev, source) == disks
+    assert blockdev.disks_under(profile_context(profile).sysfs, *dev, source) == disks
 
 
 # ---- filesystem and diskio through the real CLI in the profile's namespace

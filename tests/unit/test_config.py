@@ -80,10 +80,24 @@ def test_unknown_keys_are_named_with_a_suggestion_and_the_accepted_keys(tmp_path
     assert "; accepted: " in message
 
 
-@pytest.mark.parametrize("section, key", [(s, k) for s, keys in cfg.SCHEMA.items() for k in keys])
-def test_every_schema_key_refuses_a_wrong_type(tmp_path, section, key):
-    message = error(tmp_path, f"{section}:\n  {key}: {{nested: mapping}}\n")
-    assert f"{section}.{key}: " in message
+@pytest.mark.parametrize("setting", cfg.SETTINGS, ids=lambda s: s.key)
+def test_every_setting_refuses_a_wrong_type(tmp_path, setting):
+    message = error(tmp_path, f"{setting.section}:\n  {setting.name}: {{nested: mapping}}\n")
+    assert f"{setting.key}: " in message
+
+
+@pytest.mark.parametrize("setting", cfg.SETTINGS, ids=lambda s: s.key)
+def test_every_setting_defaults_to_its_declared_value_which_its_parser_accepts(setting):
+    assert getattr(cfg.Config(), setting.attr) == setting.default
+    if setting.default is not None:
+        assert setting.kind.parse(setting.default) == setting.default
+
+
+def test_each_key_attribute_and_flag_is_declared_once():
+    for what in ("key", "attr", "flag"):
+        names = [getattr(s, what) for s in cfg.SETTINGS if getattr(s, what)]
+        assert len(names) == len(set(names)), what
+    assert not {s.section for s in cfg.SETTINGS} & {"collectors", "thresholds"}
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -95,6 +109,8 @@ def test_every_schema_key_refuses_a_wrong_type(tmp_path, section, key):
     ("collectors:\n  cpu: {enabled: 'yes'}\n", "collectors.cpu.enabled: expected true or false"),
     ("collectors:\n  cpu: {interval: 0s}\n", "collectors.cpu.interval: '0s' is out of range: use 100ms to 1d"),
     ("collectors:\n  cpu: {timeout: soon}\n", "collectors.cpu.timeout: 'soon' is not a duration"),
+    ("storage:\n  scan_rate: .nan\n", "storage.scan_rate: expected files per second, 0 for no limit"),
+    ("storage:\n  scan_rate: .inf\n", "storage.scan_rate: expected files per second, 0 for no limit"),
 ])
 def test_wrong_types_and_values(tmp_path, text, expected):
     assert expected in error(tmp_path, text)
@@ -149,24 +165,33 @@ def test_a_file_that_is_not_utf8(tmp_path):
     assert "cannot read the config file" in error(tmp_path, b"web: \xff\xfe\n")
 
 
-def test_the_configuration_doc_names_every_key_collector_and_check():
+@pytest.mark.parametrize("name", cfg.GENERATED)
+def test_the_settings_tables_in_the_docs_are_the_declaration(name):
+    from tests.support import ROOT
+    text = (ROOT / name).read_text()
+    assert cfg.generated_part(text) == cfg.GENERATED[name](), f"{name} is stale: run make docs"
+
+
+def test_the_configuration_doc_names_every_collector_and_check():
     from exporter.collectors import DEFAULTS
     from tests.support import ROOT
     doc = (ROOT / "docs" / "configuration.md").read_text()
-    missing = [f"{section}.{key}" for section, keys in cfg.SCHEMA.items() for key in keys
-               if f"| `{section}.{key}` |" not in doc]
-    missing += [f"collector {name}" for name in DEFAULTS if f"| `{name}` |" not in doc]
+    missing = [f"collector {name}" for name in DEFAULTS if f"| `{name}` |" not in doc]
     missing += [f"check {name}" for name in CHECKS if f"| `{name}` |" not in doc]
     assert not missing, f"docs/configuration.md lacks {', '.join(missing)}"
 
 
-def test_the_readme_lists_every_collector_and_flag():
-    from exporter.cli import FLAGS
+def test_the_readme_and_the_doc_name_every_flag_and_the_readme_every_collector():
+    from exporter.cli import build_parser
     from exporter.collectors import DEFAULTS
     from tests.support import ROOT
     readme = (ROOT / "README.md").read_text()
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    flags = {o for a in build_parser()._actions for o in a.option_strings
+             if o.startswith("--") and "collector." not in o}
     missing = [name for name in DEFAULTS if f"| `{name}` |" not in readme]
-    missing += [flag for flag in FLAGS if f"`{flag}`" not in readme]
+    missing += [f"{flag} in {where}" for flag in sorted(flags) for where, text in (("README", readme), ("doc", doc))
+                if f"`{flag}" not in text]
     assert not missing, f"README.md lacks {', '.join(missing)}"
 
 
@@ -181,8 +206,7 @@ def test_the_readme_example_file_is_the_defaults():
     loaded = cfg.apply_mapping(cfg.Config(), yaml.safe_load(example))
     assert loaded == cfg.Config(thresholds=loaded.thresholds, collectors_chosen=loaded.collectors_chosen)
     assert loaded.thresholds_in_force() == cfg.Config().thresholds_in_force()
-    named = {f"{s}.{k}" for s, keys in yaml.safe_load(example).items() if s in cfg.SCHEMA for k in keys}
+    named = {f"{s}.{k}" for s, keys in yaml.safe_load(example).items() if s in cfg.SECTIONS for k in keys}
     commented = set(re.findall(r"^  # (\w+):", example, re.M))
-    missing = [f"{s}.{k}" for s, keys in cfg.SCHEMA.items() for k in keys
-               if f"{s}.{k}" not in named and k not in commented]
+    missing = [s.key for s in cfg.SETTINGS if s.key not in named and s.name not in commented]
     assert not missing, f"README example lacks {missing}"

@@ -148,9 +148,9 @@ S3_ENV = {"Config": {"Env": ["REGISTRY_STORAGE=s3", "REGISTRY_STORAGE_S3_BUCKET=
 ])
 def test_a_plain_registry_on_s3_by_environment(mounts):
     ctx, reading = collect_with([plain_registry(mounts)], {"c1": S3_ENV})
-    assert reading.storage_driver == "s3" and ctx.discovery.storage_driver == "s3"
-    assert reading.storage_source is None and ctx.discovery.storage_path is None
-    assert ctx.discovery.dtr_processes == (dtr.Process("registry", "registry", 4711, 2.0),)
+    assert reading.storage_driver == "s3" and reading.found.storage_driver == "s3"
+    assert reading.storage_source is None and reading.found.storage_path is None
+    assert reading.found.dtr_processes == (dtr.Process("registry", "registry", 4711, 2.0),)
 
 
 def test_a_plain_registry_on_a_volume_stays_filesystem():

@@ -17,7 +17,8 @@ from exporter.collectors import Context, docker as docker_collector
 from exporter.collectors.dtr_api import (ApiError, DtrApiCollector, parse_cluster_status, parse_ping,
                                          parse_storage_settings)
 from exporter.config import Config
-from exporter.readings import ContainerStats, DockerReading, DtrApiReading
+from exporter.collectors.docker import ContainerStats, DockerReading
+from exporter.collectors.dtr_api import DtrApiReading
 from exporter.exposition import to_text
 from exporter.sampler import Snapshot, Status
 from tests.support import FIXTURES, require

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from exporter import procfs
-from exporter.collectors import Context, Discovery, create
+from exporter import blockdev
+from exporter.collectors import Context, Found, create
 from exporter.collectors.memory import estimate_available
 from exporter.exposition import to_text
 from exporter.sampler import Job, Sampler, Snapshot
@@ -304,7 +305,7 @@ def sles(tmp_path) -> Context:
 ])
 def test_a_btrfs_mount_finds_its_disk_from_the_source(sles, source, disks):
     # btrfs' st_dev and mountinfo major:minor are an anonymous 0:NN with no /sys/dev/block entry
-    assert create("diskio", sles).disks_under(0, 45, source) == disks
+    assert blockdev.disks_under(sles.sysfs, 0, 45, source) == disks
 
 
 def test_diskio_on_a_btrfs_root_over_lvm_measures_the_disk(sles, tmp_path):
@@ -317,8 +318,7 @@ def test_diskio_on_a_btrfs_root_over_lvm_measures_the_disk(sles, tmp_path):
         "   8       0 sda 1000 0 2000 10 500 0 4000 20 0 1500 30 0 0 0 0 0 0 0 0 0\n"
         "   8       2 sda2 900 0 1800 10 500 0 4000 20 0 1400 30 0 0 0 0 0 0 0 0 0\n"
         " 254       0 dm-0 900 0 1800 10 500 0 4000 20 0 1400 30 0 0 0 0 0 0 0 0 0\n")
-    sles.discovery = Discovery(storage_path=store)
-    reading = create("diskio", sles).collect()
+    reading = create("diskio", sles).collect(Found(storage_path=store))
     assert [(d.name, d.read_bytes, d.written_bytes, d.io_seconds) for d in reading.devices] == \
         [("sda", 2000 * 512, 4000 * 512, 1.5)]
     assert reading.fstype == "btrfs"
@@ -328,9 +328,9 @@ def test_cciss_disks_are_found_under_their_kernel_name(tmp_path):
     """sysfs writes cciss/c0d0 as cciss!c0d0; diskstats, /dev and the device label keep the '/'."""
     sys = tmp_path / "sys"
     sysfs_disk(sys, "cciss!c0d0", 104, 0, {"cciss!c0d0p1": 1})
-    diskio = create("diskio", Context(sysfs=sys))
     stats = procfs.parse_diskstats(" 104 0 cciss/c0d0 1 0 8 1 2 0 16 1 0 3000 4 0 0 0 0\n"
                                    " 104 1 cciss/c0d0p1 1 0 8 1 2 0 16 1 0 3000 4 0 0 0 0\n")
-    for found in (diskio.disks_under(104, 1, "/dev/cciss/c0d0p1"), diskio.disks_under(0, 99, "/dev/cciss/c0d0p1")):
+    for found in (blockdev.disks_under(sys, 104, 1, "/dev/cciss/c0d0p1"),
+                  blockdev.disks_under(sys, 0, 99, "/dev/cciss/c0d0p1")):
         assert found == ["cciss/c0d0"]
         assert stats[found[0]].io_seconds == 3.0

@@ -7,12 +7,13 @@ import os
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from exporter import progress
-from exporter.collectors import DEFAULTS, Context, Discovery
+from exporter.collectors import DEFAULTS, Context, Found
 from exporter.collectors.pagecache import PagecacheCollector
 from exporter.collectors.storage import StorageCollector
 from exporter.collectors.traffic import TrafficCollector, parse_net_dev, parse_registry_metrics
@@ -25,8 +26,13 @@ from tests.registry import disk_tmp  # noqa: F401 (the fixture: tmpfs pages cann
 from tests.support import require, wait_for
 
 
-def ctx(path=None, **settings) -> Context:
-    return Context(config=Config(**settings), discovery=Discovery(Path(path) if path else None))
+def ctx(**settings) -> Context:
+    return Context(config=Config(**settings))
+
+
+def at(path) -> Found:
+    """What the sampler hands a collector when the store is at ``path``."""
+    return Found(storage_path=Path(path))
 
 
 def test_no_storage_path_is_a_reading_that_says_so():
@@ -44,13 +50,12 @@ def test_path_set_later_by_discovery_is_followed(tmp_path):
     assert storage.collect().storage is None
     (tmp_path / "docker/registry/v2/blobs/sha256/ab/abcdef0123456789").mkdir(parents=True)
     (tmp_path / "docker/registry/v2/blobs/sha256/ab/abcdef0123456789/data").write_bytes(b"12345")
-    context.discovery.storage_path = tmp_path
-    assert storage.collect().blob_bytes == 5
+    assert storage.collect(at(tmp_path)).blob_bytes == 5
 
 
 def test_a_directory_that_is_not_a_store_fails_the_collector(tmp_path):
     (tmp_path / "something-else").write_text("x")
-    sampler = Sampler({"storage": Job(StorageCollector(ctx(tmp_path)), 60, 10)})
+    sampler = Sampler({"storage": Job(StorageCollector(ctx()), 60, 10)}, given=at(tmp_path))
     status = sampler.run("storage")
     assert not status.ok and "no docker/registry/v2" in status.error
 
@@ -59,8 +64,8 @@ def test_unwritable_state_dir_is_partial_not_fatal(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("")
     (tmp_path / "store").mkdir()
-    sampler = Sampler({"storage": Job(StorageCollector(ctx(tmp_path / "store", state_dir=str(blocked / "x"))),
-                                      60, 10)})
+    sampler = Sampler({"storage": Job(StorageCollector(ctx(state_dir=str(blocked / "x"))), 60, 10)},
+                      given=at(tmp_path / "store"))
     status = sampler.run("storage")
     assert not status.ok and "cannot save" in status.error
     assert status.reading is not None and status.reading.blobs == 0  # the numbers still stand
@@ -150,7 +155,7 @@ class Slow:
     def __init__(self):
         self.progress = 0
 
-    def collect(self):
+    def collect(self, found):
         for _ in range(30):
             self.progress += 1000
             time.sleep(0.05)
@@ -180,9 +185,10 @@ def test_exposition_passes_promtool(tmp_path):
     store = tmp_path / "docker/registry/v2/blobs/sha256/ab/abcdef0123456789"
     store.mkdir(parents=True)
     (store / "data").write_bytes(b"x" * 100)
-    sampler = Sampler({"storage": Job(StorageCollector(ctx(tmp_path)), 60, 10),
-                       "pagecache": Job(PagecacheCollector(ctx(tmp_path, registry_process_names=[])), 60, 10),
-                       "traffic": Job(TrafficCollector(ctx(registry_process_names=[])), 60, 10)})
+    sampler = Sampler({"storage": Job(StorageCollector(ctx()), 60, 10),
+                       "pagecache": Job(PagecacheCollector(ctx(registry_process_names=[])), 60, 10),
+                       "traffic": Job(TrafficCollector(ctx(registry_process_names=[])), 60, 10)},
+                      given=at(tmp_path))
     sampler.run_all()
     snapshot = sampler.snapshot()
     text = to_text(snapshot, evaluate(snapshot.readings, Config().thresholds_in_force()))
@@ -212,9 +218,9 @@ def test_sampled_page_cache_estimate_is_within_its_error(disk_tmp, monkeypatch):
         if i % 3 == 0:
             (blob / "data").read_bytes()
             cached += 8192
-    collector = PagecacheCollector(ctx(disk_tmp, registry_process_names=[]))
+    collector = PagecacheCollector(ctx(registry_process_names=[]))
     collector._random = random.Random(7)  # a fixed sample: the test cannot flake
-    reading = collector.collect()
+    reading = collector.collect(at(disk_tmp))
     assert 0 < reading.sampled_ratio < 1
     assert reading.resident_error_bytes > 0
     assert abs(reading.resident_bytes - cached) <= 4 * reading.resident_error_bytes
@@ -226,13 +232,18 @@ def test_sampled_page_cache_estimate_is_within_its_error(disk_tmp, monkeypatch):
 class Finder:
     """A discoverer (named like the docker collector) that names a store from ``paths``, one per run."""
 
-    def __init__(self, discovery: Discovery, paths: list[Path], delay: float = 0.3):
-        self.discovery, self.paths, self.delay = discovery, iter(paths), delay
+    def __init__(self, paths: list[Path], delay: float = 0.3):
+        self.paths, self.delay, self.last = iter(paths), delay, None
 
-    def collect(self):
+    def collect(self, found):
         time.sleep(self.delay)  # a Docker listing and stats take about a second
-        self.discovery.storage_path = next(self.paths, self.discovery.storage_path)
-        return "found"
+        self.last = next(self.paths, self.last)
+        return Discovered(at(self.last))
+
+
+@dataclass(frozen=True)
+class Discovered:
+    found: Found
 
 
 def one_blob_store(root: Path, size: int) -> Path:
@@ -246,8 +257,7 @@ def following(context: Context, finder, interval: float = 3600) -> Sampler:
     """storage on its default interval, docker on ``interval``, as cli.build wires them."""
     storage_interval, storage_timeout = DEFAULTS["storage"][1:3]
     return Sampler({"docker": Job(finder, interval, 10),
-                    "storage": Job(StorageCollector(context), storage_interval, storage_timeout)},
-                   store=context.discovery.store)
+                    "storage": Job(StorageCollector(context), storage_interval, storage_timeout)})
 
 
 def blob_bytes(sampler: Sampler) -> int | None:
@@ -257,7 +267,7 @@ def blob_bytes(sampler: Sampler) -> int | None:
 def test_a_store_found_after_start_is_walked_at_once_not_an_interval_later(tmp_path):
     context = ctx(state_dir=str(tmp_path / "state"))
     store = one_blob_store(tmp_path / "store", 5)
-    sampler = following(context, Finder(context.discovery, [store]))
+    sampler = following(context, Finder([store]))
     assert DEFAULTS["storage"][1] >= 300  # the interval the old first run waited out
     sampler.start()
     try:
@@ -271,7 +281,7 @@ def test_a_store_found_after_start_is_walked_at_once_not_an_interval_later(tmp_p
 def test_a_store_that_changes_is_walked_again_at_once(tmp_path):
     context = ctx(state_dir=str(tmp_path / "state"))
     first, second = one_blob_store(tmp_path / "a", 5), one_blob_store(tmp_path / "b", 7)
-    sampler = following(context, Finder(context.discovery, [first] * 4 + [second]), interval=0.5)
+    sampler = following(context, Finder([first] * 4 + [second]), interval=0.5)
     sampler.start()
     try:
         wait_for(lambda: blob_bytes(sampler) == 5, timeout=3, what="the first store counted")
@@ -287,13 +297,13 @@ class Walk:
     def __init__(self):
         self.release = threading.Event()
 
-    def collect(self):
+    def collect(self, found):
         self.release.wait(10)
         return "walked"
 
 
 class Quick:
-    def collect(self):
+    def collect(self, found):
         return "read"
 
 
@@ -312,7 +322,8 @@ def test_ready_waits_for_a_first_walk_still_running():
 
 def test_a_failed_scan_keeps_the_last_scan_published_so_its_age_shows(tmp_path):
     store = one_blob_store(tmp_path / "store", 5)
-    sampler = Sampler({"storage": Job(StorageCollector(ctx(store, state_dir=str(tmp_path / "state"))), 300, 60)})
+    sampler = Sampler({"storage": Job(StorageCollector(ctx(state_dir=str(tmp_path / "state"))), 300, 60)},
+                      given=at(store))
     done = sampler.run("storage")
     assert done.ok and done.reading.scan_timestamp_seconds > 0
     os.rename(store, tmp_path / "moved")  # the volume went away under the exporter
@@ -324,3 +335,32 @@ def test_a_failed_scan_keeps_the_last_scan_published_so_its_age_shows(tmp_path):
     stamp = f'dtr_storage_scan_timestamp_seconds{{storage="{done.reading.storage}"}} '
     assert stamp in text and float(text.split(stamp)[1].split()[0]) == done.reading.scan_timestamp_seconds
     assert 'dtr_exporter_collector_success{collector="storage"} 0.0' in text
+
+
+class Finding:
+    """A discoverer that says ``says`` (or fails when it is None) and keeps what it was handed."""
+
+    def __init__(self, says: Found | None):
+        self.says, self.handed = says, []
+
+    def collect(self, found):
+        self.handed.append(found)
+        if self.says is None:
+            raise OSError("socket gone")
+        return Discovered(self.says)
+
+
+def test_found_merges_configuration_then_the_api_then_docker(tmp_path):
+    api = Finding(Found(storage_driver="s3", replicas=("r1", "r2")))
+    docker = Finding(Found(storage_path=tmp_path / "volume", storage_driver="filesystem", replica_id="r1"))
+    follower = Finding(Found())
+    sampler = Sampler({"dtr_api": Job(api, 60, 10), "docker": Job(docker, 60, 10), "cpu": Job(follower, 60, 10)},
+                      given=at(tmp_path / "configured"))
+    for name in ("dtr_api", "docker", "cpu"):
+        sampler.run(name)
+    assert follower.handed[-1] == Found(tmp_path / "configured", "s3", "r1", ("r1", "r2"))
+    # a discoverer is handed what the others found, not its own last finding
+    assert docker.handed[-1] == Found(tmp_path / "configured", "s3", None, ("r1", "r2"))
+    docker.says = None  # a failed run leaves the last finding standing
+    assert not sampler.run("docker").ok
+    assert sampler.found() == follower.handed[-1]

@@ -9,7 +9,10 @@ import pytest
 
 from exporter import sizing
 from exporter.config import Config
-from exporter.readings import CpuReading, DiskioReading, Filesystem, FilesystemReading, MemoryReading
+from exporter.collectors.cpu import CpuReading
+from exporter.collectors.diskio import DiskioReading
+from exporter.collectors.filesystem import Filesystem, FilesystemReading
+from exporter.collectors.memory import MemoryReading
 
 GiB = 2**30
 OK, FAIL, UNKNOWN, NA = sizing.OK, sizing.FAIL, sizing.UNKNOWN, sizing.NOT_APPLICABLE

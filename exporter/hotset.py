@@ -1,0 +1,202 @@
+"""The hot set: distinct blob bytes the registry read in the last hour and day.
+
+Methods, best first (docs/workload.md states each one's accuracy):
+
+- ``log``: the registry's request log (exporter/accesslog.py). Every blob GET
+  answered 200/206 marks its digest read at the line's time; the last read
+  time of each digest is kept (32-byte key -> int seconds, pruned beyond
+  24 h) and sizes come from a stat of the blob's data file, cached per
+  digest (a digest's content never changes). Exact for both windows once
+  the log has been followed for 24 h; before that the 24 h figure is a lower
+  bound and ``covered_seconds`` says how far back it sees.
+- ``atime``: a walk of the store's data files. Under ``strictatime`` atime is
+  the last read: both windows. Under ``relatime`` (most mounts) the kernel
+  refreshes atime at the first read after a write and then at most once per
+  24 h: a blob whose atime is after its mtime and within 24 h was read within
+  24 h, so only the 24 h window is known, as a lower bound; the 1 h one is
+  not. Under ``noatime`` it says nothing: unavailable.
+- ``none``: neither; the reason says why.
+
+The mount's atime policy comes from ``statvfs().f_flag`` of the store
+itself rather than the mount table: it is the flag of the mount the path is
+reached through, bind mounts included.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .accesslog import APP, LogTail, blob_path, parse_line
+
+WINDOWS = {"1h": 3600, "24h": 86400}
+HORIZON = WINDOWS["24h"]
+LOG, ATIME, NONE = "log", "atime", "none"
+
+
+@dataclass(frozen=True)
+class Window:
+    bytes: int
+    blobs: int
+
+
+@dataclass(frozen=True)
+class HotSet:
+    method: str  # LOG, ATIME or NONE
+    reason: str  # why this method: what made the better ones unusable ("" for the log)
+    windows: dict[str, Window]  # "1h", "24h": only the windows this method measures
+    covered_seconds: float  # how far back the method sees; a window longer than this is a lower bound
+    unsized: int = 0  # digests read whose data file is not in this store (deleted since, another store)
+
+
+def atime_policy(flags: int) -> str:
+    """``noatime``, ``relatime`` or ``strictatime`` from ``statvfs().f_flag``."""
+    if flags & os.ST_NOATIME:
+        return "noatime"
+    return "relatime" if flags & os.ST_RELATIME else "strictatime"
+
+
+class LastReads:
+    """Each digest's last read time, and its size, for the last 24 h."""
+
+    def __init__(self, v2: Path):
+        self.v2 = v2
+        self.last: dict[bytes, int] = {}
+        self.sizes: dict[bytes, int] = {}  # -1: no data file in this store
+        self.oldest: int | None = None  # the earliest read seen
+
+    def note(self, digest: bytes, when: int) -> None:
+        if when > self.last.get(digest, -1):
+            self.last[digest] = when
+        self.oldest = when if self.oldest is None else min(self.oldest, when)
+
+    def prune(self, now: float) -> None:
+        cutoff = now - HORIZON
+        for digest in [d for d, t in self.last.items() if t < cutoff]:
+            del self.last[digest]
+            self.sizes.pop(digest, None)
+
+    def window(self, now: float, seconds: int) -> tuple[Window, int]:
+        """(bytes and blobs read within ``seconds`` before ``now``, digests without a data file)."""
+        total = blobs = unsized = 0
+        for digest, when in self.last.items():
+            if when < now - seconds:
+                continue
+            size = self._size(digest)
+            if size < 0:
+                unsized += 1
+                continue
+            total += size
+            blobs += 1
+        return Window(total, blobs), unsized
+
+    def _size(self, digest: bytes) -> int:
+        size = self.sizes.get(digest)
+        if size is None:
+            try:
+                size = os.stat(blob_path(self.v2, digest)).st_size
+            except OSError:
+                size = -1
+            self.sizes[digest] = size
+        return size
+
+
+class LogHotSet:
+    """The log method: follows the log, keeps the last reads, counts the bytes served."""
+
+    def __init__(self, log: Path, v2: Path, clock=time.time):
+        self.tail = LogTail(log)
+        self.reads = LastReads(v2)
+        self.served = {APP: 0, "access": 0}  # bytes of blob GETs, per kind of line (never summed)
+        self.started = clock()
+
+    def update(self) -> None:
+        """Reads the lines written since the last call; raises OSError when the log cannot be read."""
+        for raw in self.tail.lines():
+            if b"/blobs/" not in raw:  # cheap filter before decoding: most lines are not blob reads
+                continue
+            read = parse_line(raw.decode("utf-8", "replace"))
+            if read is not None:
+                self.reads.note(read.digest, read.time)
+                self.served[read.kind] += read.written
+
+    def served_bytes(self) -> int:
+        """Bytes of blobs served since the exporter started following: app lines when the log has them."""
+        return self.served[APP] or self.served["access"]
+
+    def measure(self, now: float) -> HotSet:
+        self.reads.prune(now)
+        windows, unsized = {}, 0
+        for name, seconds in WINDOWS.items():
+            windows[name], unsized = self.reads.window(now, seconds)
+        since = self.started if self.reads.oldest is None else min(self.started, self.reads.oldest)
+        return HotSet(LOG, "", windows, now - since, unsized)
+
+
+def atime_hot(v2: Path, now: float, strict: bool) -> dict[str, Window]:
+    """Blobs read since written, by atime: both windows under strictatime, only 24 h under relatime."""
+    wanted = WINDOWS if strict else {"24h": WINDOWS["24h"]}
+    sums = {name: [0, 0] for name in wanted}
+    for data in _data_files(v2):
+        try:
+            st = os.stat(data)
+        except OSError:
+            continue
+        if st.st_atime <= st.st_mtime:
+            continue  # not read since written
+        for name, seconds in wanted.items():
+            if st.st_atime >= now - seconds:
+                sums[name][0] += st.st_size
+                sums[name][1] += 1
+    return {name: Window(*v) for name, v in sums.items()}
+
+
+def _data_files(v2: Path):
+    for alg in _subdirs(os.path.join(v2, "blobs")):
+        for prefix in _subdirs(alg):
+            for digest in _subdirs(prefix):
+                yield os.path.join(digest, "data")
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        with os.scandir(path) as entries:
+            return [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+class HotSetSource:
+    """The best method that works now, falling back visibly: log, else atime, else none.
+
+    The log is retried on every call, so a log that becomes readable takes
+    over again. The atime walk stats every blob: call this on the storage
+    scan's interval, not per scrape.
+    """
+
+    def __init__(self, v2: Path, log: Path | None, clock=time.time):
+        self.v2, self.clock = Path(v2), clock
+        self.log = LogHotSet(log, self.v2, clock) if log is not None else None
+
+    def measure(self) -> HotSet:
+        now = self.clock()
+        if self.log is None:
+            why = "no registry log configured"
+        else:
+            try:
+                self.log.update()
+                return self.log.measure(now)
+            except OSError as err:
+                self.log.tail.close()
+                why = f"registry log {self.log.tail.path}: {err.strerror or err}"
+        try:
+            policy = atime_policy(os.statvfs(self.v2).f_flag)
+        except OSError as err:
+            return HotSet(NONE, f"{why}; store {self.v2}: {err.strerror or err}", {}, 0.0)
+        if policy == "noatime":
+            return HotSet(NONE, f"{why}; store mounted noatime, so atime says nothing", {}, 0.0)
+        windows = atime_hot(self.v2, now, policy == "strictatime")
+        note = "" if policy == "strictatime" else ", 24 h only (relatime refreshes atime once a day)"
+        return HotSet(ATIME, f"{why}; store mounted {policy}{note}", windows, float(HORIZON))

@@ -1,0 +1,167 @@
+"""The hot set: request-log lines as docker-registry 2.8 writes them, the log tail, the windows, atime."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from exporter import accesslog, hotset
+from exporter.accesslog import LogTail, parse_line
+
+HEX = "e05d4ed15a9b5ab59ea6b61da086229d5e11f5fe61083238ca3ce2d7ac883ce5"
+T = 1796378292  # 2026-12-04T09:58:12Z
+
+# Lines written by docker-registry 2.8.2+ds1 (Debian) with accesslog enabled, as recorded here
+TEXT_200 = ('time="2026-12-04T09:58:12.710780289Z" level=info msg="response completed" go.version=go1.19.8 '
+            'http.request.host="127.0.0.1:5999" http.request.id=c9d75d7c-b749-4343-899c-f7828b131989 '
+            'http.request.method=GET http.request.remoteaddr="127.0.0.1:45476" '
+            f'http.request.uri="/v2/a/b/blobs/sha256:{HEX}" http.request.useragent=python-requests/2.34.2 '
+            'http.response.contenttype=application/octet-stream http.response.duration=2.284307ms '
+            'http.response.status=200 http.response.written=100000')
+TEXT_HEAD = TEXT_200.replace("method=GET", "method=HEAD").replace("written=100000", "written=0")
+TEXT_404 = ('time="2026-12-04T09:58:12.726782734Z" level=error msg="response completed with error" '
+            'err.code="blob unknown" http.request.method=GET '
+            f'http.request.uri="/v2/a/b/blobs/sha256:{HEX}" http.response.status=404 http.response.written=157')
+JSON_206 = json.dumps({"go.version": "go1.19.8", "http.request.method": "GET",
+                       "http.request.uri": f"/v2/a/b/blobs/sha256:{HEX}", "http.response.status": 206,
+                       "http.response.written": 100, "level": "info", "msg": "response completed",
+                       "time": "2026-12-04T09:58:12.72086378Z"})
+ACCESS_200 = f'127.0.0.1 - - [04/Dec/2026:09:58:12 +0000] "GET /v2/a/b/blobs/sha256:{HEX} HTTP/1.1" 200 100000 "" "ua"'
+ACCESS_UPLOAD = ('127.0.0.1 - - [04/Dec/2026:09:58:12 +0000] "PUT /v2/a/b/blobs/uploads/2c5a?_state=x'
+                 f'&digest=sha256:{HEX} HTTP/1.1" 201 0 "" "ua"')
+
+
+@pytest.mark.parametrize("line, written, kind", [
+    (TEXT_200, 100000, "app"),
+    (JSON_206, 100, "app"),
+    (ACCESS_200, 100000, "access"),
+    (json.dumps({"log": TEXT_200 + "\n", "stream": "stderr", "time": "2026-12-04T09:58:12Z"}), 100000, "app"),
+    (json.dumps({"log": ACCESS_200 + "\n", "stream": "stdout"}), 100000, "access"),
+])
+def test_a_blob_get_is_a_read_of_that_digest_at_the_lines_time(line, written, kind):
+    read = parse_line(line)
+    assert read == accesslog.BlobRead(bytes.fromhex(HEX), T, written, kind)
+
+
+@pytest.mark.parametrize("line", [TEXT_HEAD, TEXT_404, ACCESS_UPLOAD, ACCESS_200.replace('" 200 ', '" 404 '),
+                                  'time="x" level=info msg="listening on 127.0.0.1:5999"', "{not json /blobs/",
+                                  TEXT_200.replace(HEX, HEX[:40])])
+def test_anything_else_is_not_a_read(line):
+    assert parse_line(line) is None
+
+
+def test_a_sha512_digest_keeps_its_algorithm_in_its_length(tmp_path):
+    hexa = "ab" * 64
+    read = parse_line(ACCESS_200.replace(f"sha256:{HEX}", f"sha512:{hexa}"))
+    assert len(read.digest) == 64
+    assert accesslog.blob_path(tmp_path, read.digest) == str(tmp_path / "blobs/sha512/ab" / hexa / "data")
+
+
+def test_the_tail_reads_complete_lines_once_across_rotation_and_truncation(tmp_path):
+    log = tmp_path / "registry.log"
+    log.write_bytes(b"one\ntw")
+    tail = LogTail(log)
+    assert tail.lines() == [b"one"]
+    with log.open("ab") as f:
+        f.write(b"o\nthree\n")
+    assert tail.lines() == [b"two", b"three"]
+    assert tail.lines() == []
+    # logrotate's create mode: the old file is renamed (and still written once), a new one appears
+    with log.open("ab") as f:
+        f.write(b"late\n")
+    log.rename(tmp_path / "registry.log.1")
+    log.write_bytes(b"fresh\n")
+    assert tail.lines() == [b"late", b"fresh"]
+    # copytruncate: same inode, shorter than what was read
+    log.write_bytes(b"x\n")
+    assert tail.lines() == [b"x"]
+
+
+def test_the_first_open_reads_only_the_backlog_and_drops_the_fragment(tmp_path):
+    log = tmp_path / "registry.log"
+    log.write_bytes(b"a" * 100 + b"\nkept\n")
+    tail = LogTail(log, backlog=10)
+    assert tail.lines() == [b"kept"]
+    assert not tail.whole
+
+
+def test_an_unreadable_log_raises(tmp_path):
+    with pytest.raises(OSError):
+        LogTail(tmp_path / "absent.log").lines()
+
+
+def store(tmp_path: Path, sizes: dict[str, int]) -> Path:
+    v2 = tmp_path / "docker/registry/v2"
+    for hexa, size in sizes.items():
+        data = v2 / "blobs/sha256" / hexa[:2] / hexa / "data"
+        data.parent.mkdir(parents=True)
+        data.write_bytes(b"x" * size)
+    return v2
+
+
+def test_windows_count_distinct_digests_once_with_their_sizes(tmp_path):
+    a, b, c, gone = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
+    reads = hotset.LastReads(store(tmp_path, {a: 1000, b: 300, c: 7}))
+    now = 100_000
+    for hexa, when in ((a, now - 10), (a, now - 20), (b, now - 7200), (c, now - 90_000), (gone, now - 5)):
+        reads.note(bytes.fromhex(hexa), when)
+    assert reads.window(now, 3600) == (hotset.Window(1000, 1), 1)
+    assert reads.window(now, 86400) == (hotset.Window(1300, 2), 1)
+    reads.prune(now)
+    assert bytes.fromhex(c) not in reads.last and bytes.fromhex(a) in reads.last
+
+
+def log_source(tmp_path: Path, lines: list[str], now: float) -> hotset.HotSetSource:
+    log = tmp_path / "registry.log"
+    log.write_text("".join(line + "\n" for line in lines))
+    return hotset.HotSetSource(tmp_path / "docker/registry/v2", log, clock=lambda: now)
+
+
+def test_the_log_method_reports_both_windows_and_the_served_bytes(tmp_path):
+    store(tmp_path, {HEX: 100000})
+    source = log_source(tmp_path, [TEXT_200, ACCESS_200, JSON_206, TEXT_HEAD], now=T + 60)
+    hot = source.measure()
+    assert (hot.method, hot.reason) == ("log", "")
+    assert hot.windows == {"1h": hotset.Window(100000, 1), "24h": hotset.Window(100000, 1)}
+    assert hot.covered_seconds == 60
+    assert source.log.served_bytes() == 100100  # app lines only: the access line is the same request
+
+
+def test_an_unreadable_log_falls_back_to_atime_and_says_why(tmp_path, monkeypatch):
+    v2 = store(tmp_path, {HEX: 100000})
+    monkeypatch.setattr(os, "statvfs", lambda path: os.statvfs_result((0,) * 8 + (os.ST_RELATIME, 255)))
+    hot = hotset.HotSetSource(v2, tmp_path / "absent.log", clock=lambda: T).measure()
+    assert hot.method == "atime"
+    assert "absent.log: No such file or directory" in hot.reason and "relatime" in hot.reason
+    assert set(hot.windows) == {"24h"}
+
+
+def test_a_noatime_store_without_a_log_measures_nothing_and_says_why(tmp_path, monkeypatch):
+    v2 = store(tmp_path, {HEX: 100000})
+    monkeypatch.setattr(os, "statvfs", lambda path: os.statvfs_result((0,) * 8 + (os.ST_NOATIME, 255)))
+    hot = hotset.HotSetSource(v2, None).measure()
+    assert (hot.method, hot.windows) == ("none", {})
+    assert hot.reason == "no registry log configured; store mounted noatime, so atime says nothing"
+
+
+@pytest.mark.parametrize("flags, policy", [(os.ST_NOATIME, "noatime"), (os.ST_RELATIME, "relatime"),
+                                           (0, "strictatime"), (os.ST_RELATIME | os.ST_NOSUID, "relatime")])
+def test_atime_policy(flags, policy):
+    assert hotset.atime_policy(flags) == policy
+
+
+def test_atime_counts_blobs_read_since_written_within_the_window(tmp_path):
+    now = 1_000_000
+    hexes = {"1" * 64: 10, "2" * 64: 20, "3" * 64: 40, "4" * 64: 80}
+    v2 = store(tmp_path, hexes)
+    times = {"1": (now - 60, now - 600),  # read a minute ago
+             "2": (now - 7200, now - 9000),  # read two hours ago
+             "3": (now - 600, now - 600),  # written, never read (atime == mtime)
+             "4": (now - 200_000, now - 300_000)}  # read days ago
+    for hexa in hexes:
+        os.utime(accesslog.blob_path(v2, bytes.fromhex(hexa)), times[hexa[0]])
+    assert hotset.atime_hot(v2, now, strict=False) == {"24h": hotset.Window(30, 2)}
+    assert hotset.atime_hot(v2, now, strict=True) == {"1h": hotset.Window(10, 1), "24h": hotset.Window(30, 2)}
