@@ -64,6 +64,14 @@ def mincore(fd: int, size: int) -> int:
         _libc.munmap(addr, size)
 
 
+def supported() -> bool:
+    """Whether this kernel has cachestat(): asked of fd -1, which answers EBADF where the call exists,
+    ENOSYS where it does not, without opening, mapping or touching any file."""
+    if _libc.syscall(SYS_CACHESTAT, -1, None, None, 0) == 0:
+        return True
+    return ctypes.get_errno() != errno.ENOSYS
+
+
 def probe(path: str) -> str | None:
     """The method that works on ``path``: ``cachestat``, ``mincore``, or None (with the reason logged by caller)."""
     if os.geteuid() != 0 and not os.access(path, os.W_OK) and os.stat(path).st_uid != os.geteuid():

@@ -19,7 +19,7 @@ from typing import Callable, NoReturn
 from . import __version__, collectors, config as cfg, log, progress
 from .collectors import Context, Found
 from .exposition import Renderer
-from .report import as_json, as_table, exit_status
+from .report import as_json, as_table, exit_status, repositories_table
 from .sampler import Job, Sampler
 
 PROG = "dtr-sizing-exporter"
@@ -77,6 +77,8 @@ def build_parser() -> Parser:
         else:
             p.add_argument(s.flag, dest=s.attr, type=_typed(s), metavar=s.kind.metavar, help=text)
     p.add_argument("--output", choices=("table", "json"), help="check only: table (default) or json")
+    p.add_argument("--repositories", action="store_true",
+                   help="check only: also list the top repositories by bytes and what garbage collection frees")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     for name, (on, _, _, reads) in collectors.DEFAULTS.items():
         group = p.add_mutually_exclusive_group()
@@ -90,8 +92,9 @@ def build_parser() -> Parser:
 def load_config(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
     """Flags over the config file over the defaults; raises UsageError or ConfigError."""
     args = build_parser().parse_args(argv)
-    if args.output and args.command != "check":
-        raise UsageError(f"--output: applies to the check command only, not to {args.command}")
+    for flag, given in (("--output", args.output), ("--repositories", args.repositories)):
+        if given and args.command != "check":
+            raise UsageError(f"{flag}: applies to the check command only, not to {args.command}")
     config = cfg.load_file(args.config_file) if args.config_file else cfg.Config()
     for s in FLAGS:
         if getattr(args, s.attr) is not None:
@@ -172,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(text.decode())
         return 0
     if args.output == "json":
-        print(as_json(snapshot, verdicts))
+        print(as_json(snapshot, verdicts, repositories=args.repositories))
     else:
         sys.stdout.write(as_table(snapshot, verdicts, color=sys.stdout.isatty()))
+        if args.repositories:
+            sys.stdout.write("\n" + repositories_table(snapshot))
     return exit_status(snapshot, verdicts)

@@ -78,6 +78,12 @@ def _str_list(value: object) -> list[str]:
     return value
 
 
+def _top(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 1000 or value % 1:
+        raise ValueError(f"{value!r} is not a count from 1 to 1000")
+    return int(value)
+
+
 def _pid_list(value: object) -> list[int]:
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
         raise ValueError("expected a list of process ids")
@@ -111,6 +117,7 @@ DURATION = Kind(_interval, "duration, 100ms-1d", "DURATION")
 RATE = Kind(_rate, "number ≥ 0", "N", _number_text)
 NAMES = Kind(_str_list, "list of names")
 PIDS = Kind(_pid_list, "list of pids")
+TOP = Kind(_top, "integer, 1-1000", "N", _number_text)
 
 
 @dataclass(frozen=True)
@@ -187,6 +194,11 @@ SETTINGS: tuple[Setting, ...] = (
             doc="whether this replica walks a store on a network filesystem, which other replicas may share "
                 "(a local store is always walked): `auto` walks it only on the lowest replica id the DTR API "
                 "reports, or when no replica list is known; see [DTR](#dtr)"),
+    Setting("garbage.top_repositories", "top_repositories", TOP, 20,
+            "repositories listed by the bytes they use; the rest are summed as (other)",
+            flag="--garbage.top-repositories",
+            doc="how many repositories the `garbage` collector publishes by the bytes they use "
+                "(`dtr_repository_bytes`); the rest are summed as `repository=\"(other)\"` ([garbage](garbage.md))"),
     Setting("docker.host", "docker_host", TEXT, None, "Docker Engine API address", flag="--docker.host",
             shown="`unix:///var/run/docker.sock`"),
     Setting("docker.data_root", "docker_data_root", PATH, "/var/lib/docker",
@@ -213,6 +225,13 @@ SETTINGS: tuple[Setting, ...] = (
             "the registry's own Prometheus endpoint (http.debug.prometheus), for its traffic",
             flag="--registry.metrics-url",
             doc="the registry's own Prometheus endpoint (`http.debug.prometheus`), for its traffic"),
+    Setting("registry.log_path", "registry_log_path", PATH, None,
+            "the registry's request log (file, or Docker json-file log), for the hot set", flag="--registry.log-path",
+            doc="the registry's request log as this process sees it: a file Distribution writes (`text` or `json` "
+                "formatter, access lines or not) or a Docker `json-file` log; it gives the exact hot set and the "
+                "file hit ratio ([workload](workload.md))",
+            shown="the DTR or plain registry container's json-file log, found through Docker; else none "
+                  "(atime method)"),
     Setting("log.level", "log_level", choice(*LOG_LEVELS), "info", "least severe message logged (stderr)",
             flag="--log.level"),
     Setting("log.format", "log_format", choice(*LOG_FORMATS), "logfmt", "log line format", flag="--log.format"),
@@ -245,6 +264,8 @@ class _Thresholds:
         out = {name: dict(spec.defaults) for name, spec in CHECKS.items()}
         for name, by_severity in self.thresholds.items():
             out[name] = dict(by_severity)
+        if "storage_forecast_after_gc" not in self.thresholds:  # the same horizons, unless set apart
+            out["storage_forecast_after_gc"] = dict(out["storage_forecast"])
         out["memory_total"] = {s: v * (1 - self.memory_tolerance) for s, v in out["memory_total"].items()}
         return {name: by for name, by in out.items() if by}
 
@@ -290,22 +311,43 @@ def flags_table() -> str:
     return "".join(f"| {' | '.join(row)} |\n" for row in rows)
 
 
-GENERATED = {"docs/configuration.md": reference_table, "README.md": flags_table}
-_MARKED = re.compile(r"(<!-- generated from exporter/config\.py: make docs -->\n)(.*?)(<!-- end generated -->)", re.S)
+def _short(seconds: float) -> str:
+    """A duration as it is written in the config file: 15s, 5m, 1h."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g}{unit}"
+    return f"{seconds:g}s"
 
 
-def generated_part(text: str) -> str:
-    """What sits between the markers of a document, '' when it has none."""
-    match = _MARKED.search(text)
-    return match.group(2) if match else ""
+def collectors_table() -> str:
+    """The collectors table of README.md and docs/configuration.md, from each collector's SPEC:
+    a new collector module appears here without a docs edit."""
+    rows = [("collector", "reads", "enabled", "interval", "timeout"), ("---",) * 5]
+    rows += [(f"`{name}`", reads, "yes" if on else "no", _short(interval), _short(timeout))
+             for name, (on, interval, timeout, reads) in COLLECTOR_DEFAULTS.items()]
+    return "".join(f"| {' | '.join(row)} |\n" for row in rows)
+
+
+# document -> what its marked parts are generated from -> the renderer
+GENERATED: dict[str, dict[str, Callable[[], str]]] = {
+    "docs/configuration.md": {"exporter/config.py": reference_table, "exporter/collectors": collectors_table},
+    "README.md": {"exporter/config.py": flags_table, "exporter/collectors": collectors_table},
+}
+_MARKED = re.compile(r"(<!-- generated from (\S+): make docs -->\n)(.*?)(<!-- end generated -->)", re.S)
+
+
+def generated_parts(text: str) -> dict[str, str]:
+    """What sits between each pair of markers of a document, by the source its marker names."""
+    return {m.group(2): m.group(3) for m in _MARKED.finditer(text)}
 
 
 def write_docs(root: Path) -> None:
-    """Rewrite the generated tables in place (``make docs``)."""
-    for name, render in GENERATED.items():
+    """Rewrite the generated tables in place (``make generate``)."""
+    for name, renderers in GENERATED.items():
         path = root / name
         text = path.read_text(encoding="utf-8")
-        path.write_text(_MARKED.sub(lambda m: m.group(1) + render() + m.group(3), text), encoding="utf-8")
+        path.write_text(_MARKED.sub(lambda m: m.group(1) + renderers[m.group(2)]() + m.group(4), text),
+                        encoding="utf-8")
 
 
 # --- reading a file ------------------------------------------------------------
@@ -317,11 +359,16 @@ def _unknown(key: str, where: str, accepted: Any) -> ConfigError:
     return ConfigError(f"{where}{key}: unknown key{hint}; accepted: {', '.join(accepted)}")
 
 
-def _mapping(value: object, key: str, where: str) -> dict:
+def mapping(value: object, key: str, where: str, accepted: Any = None) -> dict:
+    """The YAML mapping at ``key`` ({} for an empty one); with ``accepted``, any other key is an
+    error. Every YAML reader here (this file, the web config) says it the same way, in one line."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}{key}: expected a mapping, got {type(value).__name__}")
+        raise ConfigError(f"{where}{key or 'top level'}: expected a mapping, got {type(value).__name__}")
+    for name in value if accepted is not None else ():
+        if name not in accepted:
+            raise _unknown(f"{key}.{name}" if key else str(name), where, accepted)
     return value
 
 
@@ -333,7 +380,7 @@ def _parsed(kind: Kind, value: object, key: str, where: str) -> Any:
 
 
 def _thresholds(raw: object, where: str, config: Config) -> None:
-    for name, value in _mapping(raw, "thresholds", where).items():
+    for name, value in mapping(raw, "thresholds", where).items():
         key = f"thresholds.{name}"
         if name not in CHECKS:
             raise _unknown(key, where, CHECKS)
@@ -366,7 +413,9 @@ def _thresholds(raw: object, where: str, config: Config) -> None:
             except ValueError as err:
                 raise ConfigError(f"{where}{key}.{severity}: {err}") from None
         warn, crit = merged.get("warning"), merged.get("critical")
-        if warn is not None and crit is not None and (warn < crit if spec.minimum else warn > crit):
+        # a scaled check's severities are shares of different readings (24 h and 1 h hot sets): no order
+        ordered = warn is not None and crit is not None and not spec.scaled
+        if ordered and (warn < crit if spec.minimum else warn > crit):
             order = "below" if spec.minimum else "above"
             raise ConfigError(f"{where}{key}: warning ({spec.show(warn)}) must not be {order} "
                               f"critical ({spec.show(crit)}); warning is the earlier signal")
@@ -374,11 +423,11 @@ def _thresholds(raw: object, where: str, config: Config) -> None:
 
 
 def _collectors(raw: object, where: str, config: Config) -> None:
-    for name, value in _mapping(raw, "collectors", where).items():
+    for name, value in mapping(raw, "collectors", where).items():
         if name not in COLLECTOR_DEFAULTS:
             raise _unknown(f"collectors.{name}", where, COLLECTOR_DEFAULTS)
         settings = config.collectors[name]
-        for key, item in _mapping(value, f"collectors.{name}", where).items():
+        for key, item in mapping(value, f"collectors.{name}", where).items():
             if key not in COLLECTOR_KEYS:
                 raise _unknown(f"collectors.{name}.{key}", where, COLLECTOR_KEYS)
             setattr(settings, key, _parsed(COLLECTOR_KEYS[key][0], item, f"collectors.{name}.{key}", where))
@@ -388,7 +437,7 @@ def _collectors(raw: object, where: str, config: Config) -> None:
 
 def apply_mapping(config: Config, raw: object, where: str = "") -> Config:
     """Fold one parsed YAML document into ``config``."""
-    for section, value in _mapping(raw, "top level", where).items():
+    for section, value in mapping(raw, "top level", where).items():
         if section not in TOP_LEVEL:
             raise _unknown(str(section), where, TOP_LEVEL)
         if section == "thresholds":
@@ -396,7 +445,7 @@ def apply_mapping(config: Config, raw: object, where: str = "") -> Config:
         elif section == "collectors":
             _collectors(value, where, config)
         else:
-            for key, item in _mapping(value, section, where).items():
+            for key, item in mapping(value, section, where).items():
                 if key not in SECTIONS[section]:
                     raise _unknown(f"{section}.{key}", where, SECTIONS[section])
                 setting = SECTIONS[section][key]

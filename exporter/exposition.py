@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from . import __version__, collectors
 from .families import gauge
 from .sampler import Snapshot
-from .sizing import STATES, Verdict, evaluate
+from .sizing import DISK_HORIZON, STATES, Need, Verdict, evaluate, needs
 
 
 def _exporter(snapshot: Snapshot) -> Iterator[Metric]:
@@ -48,7 +48,8 @@ def _sizing(verdicts: list[Verdict]) -> Iterator[Metric]:
                                  labels=["check"])
     seen = set()
     for v in verdicts:
-        threshold.add_metric([v.check, v.severity], v.threshold)
+        if v.threshold is not None:  # a scaled check (memory_hot_set) whose reading is not measured
+            threshold.add_metric([v.check, v.severity], v.threshold)
         if v.state in ("ok", "fail"):
             ok.add_metric([v.check, v.severity], 1 if v.state == "ok" else 0)
         for s in STATES:
@@ -57,6 +58,20 @@ def _sizing(verdicts: list[Verdict]) -> Iterator[Metric]:
             seen.add(v.check)
             observed.add_metric([v.check], v.observed)
     yield from (threshold, ok, state, observed)
+
+
+def _needs(needs: list[Need]) -> Iterator[Metric]:
+    """The recommended sizes sizing computed; their inputs are published by the collectors they come from."""
+    by = {n.resource: n for n in needs}
+    names = {"memory": ("dtr_sizing_recommended_memory_bytes", "RAM this node needs for its own workload: DTR's "
+                        "processes + the 24 h hot set + headroom, at least the KB's 4 GiB.", {}),
+             "disk": ("dtr_sizing_recommended_disk_bytes", "Size the store's filesystem needs: bytes in use + "
+                      "growth over the horizon + the KB's 30 GB free margin.", {"horizon": DISK_HORIZON}),
+             "cpu": ("dtr_sizing_recommended_cpu_cores", "CPUs this node needs: sustained busy cores / the cpu_busy "
+                     "threshold, at least the KB's two.", {})}
+    for resource, (name, doc, labels) in names.items():
+        need = by.get(resource)
+        yield gauge(name, doc, need.value if need else None, labels)
 
 
 def _parse_errors(snapshot: Snapshot) -> Metric:
@@ -81,6 +96,7 @@ class SnapshotCollector:
             if name in collectors.MODULES:
                 yield from collectors.families(name, reading)
         yield from _sizing(self.verdicts)
+        yield from _needs(needs(self.snapshot.readings))
 
 
 def to_text(snapshot: Snapshot, verdicts: list[Verdict]) -> bytes:

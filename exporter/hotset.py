@@ -172,13 +172,15 @@ class HotSetSource:
     """The best method that works now, falling back visibly: log, else atime, else none.
 
     The log is retried on every call, so a log that becomes readable takes
-    over again. The atime walk stats every blob: call this on the storage
-    scan's interval, not per scrape.
+    over again. The atime walk stats every blob: it runs at most once per
+    ``walk_every`` seconds (the storage scan's interval), and the calls between
+    answer its last result.
     """
 
-    def __init__(self, v2: Path, log: Path | None, clock=time.time):
-        self.v2, self.clock = Path(v2), clock
+    def __init__(self, v2: Path, log: Path | None, clock=time.time, walk_every: float = 0.0):
+        self.v2, self.clock, self.walk_every = Path(v2), clock, walk_every
         self.log = LogHotSet(log, self.v2, clock) if log is not None else None
+        self._walked: tuple[float, HotSet] | None = None  # (when, the last atime walk's answer)
 
     def measure(self) -> HotSet:
         now = self.clock()
@@ -197,6 +199,8 @@ class HotSetSource:
             return HotSet(NONE, f"{why}; store {self.v2}: {err.strerror or err}", {}, 0.0)
         if policy == "noatime":
             return HotSet(NONE, f"{why}; store mounted noatime, so atime says nothing", {}, 0.0)
-        windows = atime_hot(self.v2, now, policy == "strictatime")
-        note = "" if policy == "strictatime" else ", 24 h only (relatime refreshes atime once a day)"
-        return HotSet(ATIME, f"{why}; store mounted {policy}{note}", windows, float(HORIZON))
+        if self._walked is None or now - self._walked[0] >= self.walk_every or now < self._walked[0]:
+            windows = atime_hot(self.v2, now, policy == "strictatime")
+            note = "" if policy == "strictatime" else ", 24 h only (relatime refreshes atime once a day)"
+            self._walked = now, HotSet(ATIME, f"{why}; store mounted {policy}{note}", windows, float(HORIZON))
+        return self._walked[1]

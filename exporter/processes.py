@@ -49,3 +49,16 @@ def io_counters(procfs: Path, pid: int) -> dict[str, int]:
         if sep:
             out[key.strip()] = int(value)
     return out
+
+
+def anon_bytes(procfs: Path, pid: int) -> int | None:
+    """``RssAnon`` of ``/proc/<pid>/status`` (4.5+): the process's own memory, page cache excluded; None unknown."""
+    try:
+        text = (procfs / str(pid) / "status").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("RssAnon:"):
+            fields = line.split()
+            return int(fields[1]) * 1024 if len(fields) >= 2 and fields[1].isdigit() else None
+    return None

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import math
 
+from .units import format_bytes
+
+from .readings import Readings
 from .sampler import Snapshot
-from .sizing import FAIL, NOT_APPLICABLE, OK, UNKNOWN, Verdict
+from .sizing import FAIL, NOT_APPLICABLE, OK, UNKNOWN, Need, Verdict, needs
 
 LABELS = {OK: "ok", FAIL: "FAIL", UNKNOWN: "unknown", NOT_APPLICABLE: "n/a"}
 EXIT_OK, EXIT_FAIL, EXIT_UNJUDGED = 0, 1, 3
@@ -24,8 +27,10 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "cpu_busy": ("cpu",),
     "page_cache_hit_ratio": ("pagecache",),
     "storage_forecast": ("storage",),
+    "storage_forecast_after_gc": ("storage", "garbage"),
     "storage_io": ("diskio",),
     "inodes_free": ("filesystem",),
+    "memory_hot_set": ("workload",),
 }
 
 
@@ -65,11 +70,22 @@ def as_dict(snapshot: Snapshot, verdicts: list[Verdict]) -> dict:
         } for v in verdicts],
         "collectors": {name: {"ok": s.ok, "error": s.error, "duration_seconds": round(s.duration, 6)}
                        for name, s in sorted(snapshot.statuses.items())},
+        "needs": {n.resource: {"unit": n.unit, "recommended": n.value, "installed": n.installed,
+                               "kb_minimum": n.kb_minimum, "reasoning": n.reasoning}
+                  for n in needs(snapshot.readings)},
     }
 
 
-def as_json(snapshot: Snapshot, verdicts: list[Verdict]) -> str:
-    return json.dumps(as_dict(snapshot, verdicts), indent=2)
+def as_json(snapshot: Snapshot, verdicts: list[Verdict], repositories: bool = False) -> str:
+    """``repositories``: add "garbage", what garbage collection frees and the top repositories (null: unknown)."""
+    extra = {"garbage": repositories_dict(snapshot)} if repositories else {}
+    return json.dumps({**as_dict(snapshot, verdicts), **extra}, indent=2)
+
+
+def need_line(n: Need) -> str:
+    """One resource of "this node needs": the figure, what is installed, the KB's minimum, the reasoning."""
+    return (f"{n.resource}: {n.show(n.value)} (installed {n.show(n.installed)}, KB minimum {n.show(n.kb_minimum)}): "
+            f"{n.reasoning}")
 
 
 def as_table(snapshot: Snapshot, verdicts: list[Verdict], color: bool = False) -> str:
@@ -95,6 +111,8 @@ def as_table(snapshot: Snapshot, verdicts: list[Verdict], color: bool = False) -
     if failed:
         lines.append("")
         lines.extend(f"collector {f}" for f in failed)
+    lines += ["", "this node needs, for its own workload:"]
+    lines += [f"  {need_line(n)}" for n in needs(snapshot.readings)]
     fails = sum(v.state == FAIL for v in verdicts)
     lines.append("")
     unknown = sum(v.state == UNKNOWN for v in verdicts)
@@ -106,4 +124,44 @@ def as_table(snapshot: Snapshot, verdicts: list[Verdict], color: bool = False) -
         summary = "this node meets every sizing check it could measure"
     # say how much went unmeasured, so a run whose collectors all failed does not read as a pass
     lines.append(summary + (f"; {unknown} could not be measured" if unknown else ""))
+    return "\n".join(lines) + "\n"
+
+
+NO_GARBAGE = "no garbage estimate: the garbage collector is off, has not run or has no store"
+
+
+def growth_text(day_growth: int | None) -> str:
+    if day_growth is None:
+        return "n/a until a day of history"
+    return ("+" if day_growth >= 0 else "-") + format_bytes(abs(day_growth))
+
+
+def repositories_dict(snapshot: Snapshot) -> dict | None:
+    """What garbage collection would free and the top repositories, for ``check --repositories --output json``."""
+    g = Readings(snapshot.readings).garbage()
+    if g is None:
+        return None
+    return {"storage": g.storage, "lower_bound": g.lower_bound,
+            "reclaimable": {mode: {"blobs": blobs, "bytes": size} for mode, (blobs, size) in g.reclaimable.items()},
+            "repositories": [{"repository": s.repository, "bytes": s.bytes, "unique_bytes": s.unique_bytes,
+                              "day_growth_bytes": s.day_growth} for s in g.repositories]}
+
+
+def repositories_table(snapshot: Snapshot) -> str:
+    """``check --repositories``: the top repositories by bytes, with what garbage collection would free."""
+    g = Readings(snapshot.readings).garbage()
+    if g is None:
+        return NO_GARBAGE + "\n"
+    rows = [("REPOSITORY", "BYTES", "UNIQUE BYTES", "GROWTH (LAST DAY)")]
+    rows += [(s.repository, format_bytes(s.bytes), format_bytes(s.unique_bytes), growth_text(s.day_growth))
+             for s in g.repositories]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    (_, unreferenced), (_, untagged) = g.reclaimable["unreferenced"], g.reclaimable["untagged"]
+    bound = " at least" if g.lower_bound else ""
+    lines += ["", f"garbage collection would free{bound} {format_bytes(unreferenced)} "
+                  f"({format_bytes(untagged)} with --delete-untagged) on storage {g.storage}"]
+    if g.lower_bound:
+        lines.append("a manifest or link could not be read: Distribution's garbage collector stops on it until it is "
+                     "removed (docs/garbage.md)")
     return "\n".join(lines) + "\n"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import html
 import time
 
-from .report import LABELS, requirement
+from .readings import Readings
+from .report import LABELS, NO_GARBAGE, growth_text, requirement
 from .sampler import Snapshot
-from .sizing import Verdict
+from .units import format_bytes
+from .sizing import Verdict, needs
 
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:70em;padding:0 1em;color:#1d2330}
@@ -39,6 +41,25 @@ def _summary(verdicts: list[Verdict]) -> str:
             f"<ul>{items}</ul></div>")
 
 
+def _garbage(snapshot: Snapshot) -> str:
+    """What garbage collection would free and the top repositories (``check --repositories``'s figures)."""
+    esc = html.escape
+    g = Readings(snapshot.readings).garbage()
+    if g is None:
+        return f'<p class="detail" data-garbage="none">{esc(NO_GARBAGE)}</p>'
+    bound = " (at least: a manifest could not be read)" if g.lower_bound else ""
+    freed = "".join(f'<tr data-mode="{esc(mode)}"><td>{esc(mode)}</td><td>{blobs}</td><td>{esc(format_bytes(n))}</td>'
+                    f"</tr>" for mode, (blobs, n) in g.reclaimable.items())
+    owners = "".join(f'<tr data-repository="{esc(s.repository)}"><td>{esc(s.repository)}</td>'
+                     f"<td>{esc(format_bytes(s.bytes))}</td><td>{esc(format_bytes(s.unique_bytes))}</td>"
+                     f"<td>{esc(growth_text(s.day_growth))}</td></tr>" for s in g.repositories)
+    return (f'<p class="detail">Storage {esc(g.storage)}{esc(bound)}. unreferenced: what <code>registry '
+            f"garbage-collect</code> frees; untagged: with <code>--delete-untagged</code>.</p>"
+            f"<table><thead><tr><th>Mode</th><th>Blobs</th><th>Bytes</th></tr></thead><tbody>{freed}</tbody></table>"
+            f"<table><thead><tr><th>Repository</th><th>Bytes</th><th>Unique bytes</th><th>Growth (last day)</th></tr>"
+            f"</thead><tbody>{owners}</tbody></table>")
+
+
 def render(snapshot: Snapshot, verdicts: list[Verdict], version: str) -> str:
     esc = html.escape
     rows = []
@@ -49,6 +70,10 @@ def render(snapshot: Snapshot, verdicts: list[Verdict], version: str) -> str:
             f'<td>{esc(v.check)}</td><td>{esc(v.severity)}</td><td>{esc(requirement(v))}</td>'
             f'<td>{esc(v.spec.show(v.observed))}{detail}</td><td>{esc(v.spec.show(v.threshold))}</td>'
             f'<td class="v {v.state}">{esc(LABELS[v.state])}</td></tr>')
+    wanted = "".join(
+        f'<tr data-need="{esc(n.resource)}"><td>{esc(n.resource)}</td><td>{esc(n.show(n.value))}</td>'
+        f'<td>{esc(n.show(n.installed))}</td><td>{esc(n.show(n.kb_minimum))}</td><td>{esc(n.reasoning)}</td></tr>'
+        for n in needs(snapshot.readings))
     collectors = []
     for name, s in sorted(snapshot.statuses.items()):
         state = "ok" if s.ok else "fail"
@@ -69,6 +94,11 @@ def render(snapshot: Snapshot, verdicts: list[Verdict], version: str) -> str:
 <th>Verdict</th></tr></thead><tbody>
 {''.join(rows)}
 </tbody></table>
+<h2>This node needs</h2>
+<table><thead><tr><th>Resource</th><th>Recommended</th><th>Installed</th><th>KB minimum</th><th>Why</th></tr>
+</thead><tbody>{wanted}</tbody></table>
+<h2>Garbage and the top repositories</h2>
+{_garbage(snapshot)}
 <h2>Collectors</h2>
 <table><thead><tr><th>Collector</th><th>State</th><th>Last run</th><th>Last success</th><th>Error</th></tr></thead>
 <tbody>{''.join(collectors)}</tbody></table>

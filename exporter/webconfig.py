@@ -25,7 +25,7 @@ import bcrypt
 import yaml
 
 from . import webtls
-from .config import ConfigError
+from .config import ConfigError, mapping
 from .webtls import CIPHERS, CLIENT_AUTH, CURVES, HTTP2_REQUIRED, TLS_VERSIONS, TLSSettings
 
 log = logging.getLogger(__name__)
@@ -134,18 +134,6 @@ def _fail(where: str, key: str, what: str) -> ConfigError:
     return ConfigError(f"{where}{key}: {what}")
 
 
-def _mapping(value: object, where: str, key: str, accepted: tuple[str, ...] | dict) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        listed = f" of {', '.join(accepted)}" if accepted else ""
-        raise _fail(where, key or "top level", f"expected a mapping{listed}")
-    for name in value:
-        if name not in accepted:
-            raise _fail(where, f"{key}.{name}" if key else str(name), f"unknown key; accepted: {', '.join(accepted)}")
-    return value
-
-
 def _text(value: object, where: str, key: str) -> str:
     """A YAML scalar as Go reads it into a string field: its text; null is empty."""
     if value is None:
@@ -183,7 +171,7 @@ def _join(base: Path, path: str) -> str:
 
 def _tls(raw: object, where: str, base: Path) -> TLSSettings | None:
     """tls_server_config, checked as the toolkit checks it; None when it asks for no TLS at all."""
-    tls = _mapping(raw, where, "tls_server_config", TLS_KEYS)
+    tls = mapping(raw, "tls_server_config", where, TLS_KEYS)
     key = lambda name: f"tls_server_config.{name}"  # noqa: E731
     text = {name: _text(tls.get(name), where, key(name)) for name in
             ("cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file")}
@@ -223,7 +211,7 @@ def _tls(raw: object, where: str, base: Path) -> TLSSettings | None:
 
 def _headers(raw: object, where: str) -> dict[str, str]:
     headers = {}
-    for name, value in _mapping(raw, where, "http_server_config.headers", HEADERS).items():
+    for name, value in mapping(raw, "http_server_config.headers", where, HEADERS).items():
         key = f"http_server_config.headers.{name}"
         text = _text(value, where, key)
         if HEADERS[name] is not None and text not in HEADERS[name]:
@@ -245,7 +233,7 @@ def _go_duration(value: object, where: str, key: str) -> float:
 
 
 def _rate_limit(raw: object, where: str) -> tuple[float, int] | None:
-    limit = _mapping(raw, where, "rate_limit", ("interval", "burst"))
+    limit = mapping(raw, "rate_limit", where, ("interval", "burst"))
     interval, burst = (0 if limit.get(k) is None else limit[k] for k in ("interval", "burst"))  # null: Go's zero
     interval = _go_duration(interval, where, "rate_limit.interval")
     if not isinstance(burst, int) or isinstance(burst, bool):
@@ -254,7 +242,7 @@ def _rate_limit(raw: object, where: str) -> tuple[float, int] | None:
 
 
 def _users(raw: object, where: str) -> dict[str, bytes]:
-    users = _mapping(raw, where, "basic_auth_users", tuple(raw) if isinstance(raw, dict) else ())
+    users = mapping(raw, "basic_auth_users", where)
     hashes = {}
     for user, hashed in users.items():
         name = _text(user, where, "basic_auth_users")
@@ -266,9 +254,9 @@ def _users(raw: object, where: str) -> dict[str, bytes]:
 
 
 def parse(raw: object, where: str = "", base: Path = Path(".")) -> WebConfig:
-    top = _mapping(raw, where, "", TOP)
+    top = mapping(raw, "", where, TOP)
     tls = _tls(top.get("tls_server_config"), where, base)
-    http = _mapping(top.get("http_server_config"), where, "http_server_config", ("headers", "http2"))
+    http = mapping(top.get("http_server_config"), "http_server_config", where, ("headers", "http2"))
     http2 = _bool(http.get("http2"), where, "http_server_config.http2", True)
     if tls and http2 and tls.cipher_suites and TLS_VERSIONS[tls.min_version] < ssl.TLSVersion.TLSv1_3 \
             and not set(HTTP2_REQUIRED) & set(tls.cipher_suites):  # Go's net/http refuses to start so

@@ -224,6 +224,10 @@ def fleet(s: Scope) -> dict:
         timeseries("CPU busy per node", "percentunit",
                    [target(f"dtr_cpu_busy_ratio{{{s.node}}}", "{{instance}}"), s.threshold("cpu_busy")],
                    "5-minute busy ratio.", minimum=0, maximum=1),
+        timeseries("Reclaimable by garbage collection (shared stores counted once)", BYTES,
+                   [target(f'max by (storage, mode) (dtr_storage_reclaimable_bytes{{{s.jobs}, storage=~"$storage"}})',
+                           "{{storage}} {{mode}}")],
+                   "What registry garbage-collect (unreferenced) or --delete-untagged (untagged) would free."),
         timeseries("Image store size (shared stores counted once)", BYTES,
                    [target(f'max by (storage) (dtr_storage_data_bytes{{{s.jobs}, storage=~"$storage"}})',
                            "{{storage}}")],
@@ -231,6 +235,19 @@ def fleet(s: Scope) -> dict:
         timeseries("Storage device busy per node", "percentunit",
                    [target(f"dtr_storage_device_busy_ratio{{{s.node}}}", "{{instance}}"), s.threshold("storage_io")],
                    minimum=0, maximum=1),
+        row("Needed versus installed"),
+        timeseries("RAM needed / installed per node", "percentunit", [target(
+            f"dtr_sizing_recommended_memory_bytes{{{s.node}}} / dtr_memory_total_bytes{{{s.node}}}", "{{instance}}")],
+            "Recommended RAM for the node's own workload (DTR's processes + 24 h hot set + headroom) as a share of "
+            "its RAM: above 100 % the node has outgrown its memory.", w=8, minimum=0),
+        timeseries("Disk needed / installed per node", "percentunit", [target(
+            f"sum without (horizon) (dtr_sizing_recommended_disk_bytes{{{s.node}}}) / sum without (role, mountpoint, "
+            f'device, fstype) (dtr_filesystem_size_bytes{{{s.node}, role="storage"}})', "{{instance}}")],
+            "Recommended size of the store's filesystem (in use + 90 days of growth + 30 GB) as a share of its size.",
+            w=8, minimum=0),
+        timeseries("CPUs needed / usable per node", "percentunit", [target(
+            f"dtr_sizing_recommended_cpu_cores{{{s.node}}} / dtr_cpu_cores{{{s.node}}}", "{{instance}}")],
+            "Recommended CPUs (sustained busy / 0.8, at least 2) as a share of the usable CPUs.", w=8, minimum=0),
     ]
     return dashboard(s, "dtr-sizing-fleet", "DTR sizing / Fleet overview", panels, node_multi=True)
 
@@ -253,10 +270,22 @@ def node(s: Scope) -> dict:
             target(f"dtr_memory_page_cache_bytes{{{s.node}}}", "page cache (file)"),
             s.threshold("memory_total")], "KB: Generally 4GB is considered sufficient for smaller production installations."),
         timeseries("Registry reads served from page cache", "percentunit", [
-            target(f'dtr_page_cache_hit_ratio{{{s.node}, scope="registry"}}', "hit ratio"),
+            target(f'dtr_page_cache_hit_ratio{{{s.node}, scope="registry"}}', "hit ratio (rchar: pushes count as hits)"),
+            target(f'dtr_page_cache_file_hit_ratio{{{s.node}, scope="registry"}}', "blob reads only (request log)"),
             s.threshold("page_cache_hit_ratio")],
             "KB: with the local filesystem driver, a significant amount of RAM is recommended for Linux' storage "
-            "caching.", minimum=0, maximum=1),
+            "caching. The check uses the blob-reads-only ratio where the request log is read.", minimum=0, maximum=1),
+        timeseries("Page cache needed versus available", BYTES, [
+            target(f"dtr_page_cache_available_bytes{{{s.node}}}", "available to the registry"),
+            target(f'dtr_storage_hot_bytes{{{s.node}, storage=~"$storage"}}', "hot set {{window}}"),
+            s.threshold("memory_hot_set")],
+            "The page cache the registry can have against its hot set (blobs read in the last 1 h and 24 h); "
+            "dtr_storage_hot_method says how the hot set is measured."),
+        timeseries("Memory needed versus installed", BYTES, [
+            target(f"dtr_memory_total_bytes{{{s.node}}}", "installed"),
+            target(f"dtr_sizing_recommended_memory_bytes{{{s.node}}}", "recommended"),
+            target(f"dtr_registry_process_memory_bytes{{{s.node}}}", "DTR's processes")],
+            "Recommended: DTR's processes + the 24 h hot set + 1 GiB + 20 %, at least the KB's 4 GiB."),
         timeseries("Page cache refaults and major faults", "ops", [
             target(f"rate(dtr_page_cache_refaults_total{{{s.node}}}{rate})", "refaults/s"),
             target(f"rate(dtr_memory_major_faults_total{{{s.node}}}{rate})", "major faults/s")],
@@ -280,6 +309,33 @@ def node(s: Scope) -> dict:
         timeseries("Time until the image store is full", "s", [
             target(f'dtr_storage_full_forecast_seconds{{{s.node}, storage=~"$storage"}}', "until full"),
             s.threshold("storage_forecast")], "KB: image storage scales linearly with the size and number of images."),
+        timeseries("Disk needed versus installed", BYTES, [
+            target(f'dtr_filesystem_size_bytes{{{s.node}, role="storage"}}', "installed {{mountpoint}}"),
+            target(f"dtr_sizing_recommended_disk_bytes{{{s.node}}}", "recommended ({{horizon}})")],
+            "Recommended: bytes in use on the store's filesystem + growth over 90 days + the KB's 30 GB margin."),
+        timeseries("CPUs needed versus usable", "short", [
+            target(f"dtr_cpu_cores{{{s.node}}}", "usable"),
+            target(f"dtr_sizing_recommended_cpu_cores{{{s.node}}}", "recommended")],
+            "Recommended: sustained busy cores / 0.8 (the cpu_busy threshold), at least the KB's two.", minimum=0),
+        timeseries("Runway with and without garbage collection", "s", [
+            target(f'dtr_sizing_observed{{{s.node}, check="storage_forecast"}}', "as the store is"),
+            target(f'dtr_sizing_observed{{{s.node}, check="storage_forecast_after_gc"}}',
+                   "after garbage collection (--delete-untagged)"),
+            s.threshold("storage_forecast")],
+            "Time until full, as it is and if garbage collection freed what it can. Only the first below the "
+            "line: DTRStorageNeedsGarbageCollection; both: DTRStorageFillingUp."),
+        timeseries("Reclaimable by garbage collection", BYTES, [
+            target(f'dtr_storage_reclaimable_bytes{{{s.node}, storage=~"$storage"}}', "{{mode}}")],
+            "unreferenced: what registry garbage-collect frees; untagged: what --delete-untagged frees. "
+            "dtr_storage_reclaimable_lower_bound 1: a manifest could not be read and the figures are short."),
+        table("Top repositories by bytes", BYTES,
+              f'dtr_repository_bytes{{{s.node}, storage=~"$storage"}}',
+              "Bytes of the blobs each repository's manifests use; shared layers count in each. The rest are "
+              "summed as (other). `check --repositories` adds unique bytes and growth over the last day.",
+              hide=("job", "instance", "storage"), rename={"Value": "bytes"}, w=12, h=8),
+        timeseries("Bytes only this repository uses", BYTES, [
+            target(f'dtr_repository_unique_bytes{{{s.node}, storage=~"$storage"}}', "{{repository}}")],
+            "What deleting the repository (then collecting garbage) would free.", w=12),
         timeseries("Growth", BYTES_PER_SECOND, [
             target(f'dtr_storage_growth_bytes_per_second{{{s.node}, storage=~"$storage"}}', "growth")], w=12),
         timeseries("Blobs and repositories", "short", [

@@ -29,6 +29,8 @@ class Sizing:
     humanize: str  # the template function that shows the threshold ("" for a plain number)
     unit: str  # appended to the humanised threshold
     why: str  # the KB sentence (or reason) in parentheses
+    fallback: str = ""  # a check that stands in while ``check`` is not measured (it publishes no observed value)
+    passing: str = ""  # a check that must pass at the same severity for the alert to fire
 
 
 SIZING = (
@@ -50,11 +52,19 @@ SIZING = (
            "{i} served {{{{ $value | humanizePercentage }}}} of registry reads from the page cache", "minimum",
            "humanizePercentage", "", "KB: with the local filesystem driver, a significant amount of RAM is "
            "recommended for Linux' storage caching"),
-    Sizing("DTRStorageFillingUp", "storage_forecast", True,
+    # Fills even after garbage collection; while no garbage figure exists, whenever storage_forecast fails
+    Sizing("DTRStorageFillingUp", "storage_forecast_after_gc", True,
            "{i} image storage will fill up soon at the measured growth.",
            "At the measured growth the image store of {i} falls below the critical free space in "
-           "{{{{ $value | humanizeDuration }}}}", "horizon", "humanizeDuration", "",
-           "KB: image storage scales linearly with the size and number of images"),
+           "{{{{ $value | humanizeDuration }}}}{{{{ if eq $labels.check \"storage_forecast_after_gc\" }}}} even if "
+           "garbage collection freed all it can{{{{ end }}}}", "horizon", "humanizeDuration", "",
+           "KB: image storage scales linearly with the size and number of images", fallback="storage_forecast"),
+    Sizing("DTRStorageNeedsGarbageCollection", "storage_forecast", True,
+           "{i} image storage will fill up soon unless garbage is collected.",
+           "At the measured growth the image store of {i} falls below the critical free space in "
+           "{{{{ $value | humanizeDuration }}}}, but not within the horizon if garbage collection "
+           "(--delete-untagged) freed what it can", "horizon", "humanizeDuration", "",
+           "the store holds garbage: collect it before buying disk", passing="storage_forecast_after_gc"),
     Sizing("DTRStorageDeviceSaturated", "storage_io", False,
            "{i} image storage device has been saturated for {for}.",
            "The busiest disk under the image store of {i} is {{{{ $value | humanizePercentage }}}} busy", "limit",
@@ -62,6 +72,11 @@ SIZING = (
     Sizing("DTRInodesLow", "inodes_free", True, "{i} image store filesystem is running out of inodes.",
            "{{{{ $value | humanizePercentage }}}} of the inodes on the image store filesystem of {i} are free",
            "minimum", "humanizePercentage", "", "every blob takes one directory and one file"),
+    Sizing("DTRPageCacheBelowHotSet", "memory_hot_set", True,
+           "{i} cannot keep the registry's hot set in the page cache.",
+           "{i} can give the registry {{{{ $value | humanize1024 }}}}B of page cache", "minimum (the hot set: "
+           "24 h for warning, 1 h for critical)", "humanize1024", "B", "KB: with the local filesystem driver, "
+           "a significant amount of RAM is recommended for Linux' storage caching"),
 )
 INSTANCE = "{{ $labels.instance }}"
 
@@ -98,11 +113,21 @@ class Rules:
         selector = metric + "{" + ",".join(f"{n}=%q" for n in names) + "}"
         return f'printf "{around.format(selector)}" ' + " ".join(f"$labels.{n}" for n in names)
 
+    def _failing(self, check: str, minimum: bool, passes: bool = False) -> str:
+        """The observed value of ``check`` where it fails a threshold (``passes``: meets it), one series per
+        severity."""
+        op = (">=" if minimum else "<=") if passes else ("<" if minimum else ">")
+        return (f'dtr_sizing_observed{{check="{check}"}}\n  {op} on({self.on}, check) group_right\n'
+                f'dtr_sizing_threshold{{check="{check}"}}\n')
+
     def sizing_alert(self, s: Sizing) -> dict:
         """The one template of every per-check alert."""
-        op = "<" if s.minimum else ">"
-        expr = (f'dtr_sizing_observed{{check="{s.check}"}}\n  {op} on({self.on}, check) group_right\n'
-                f'dtr_sizing_threshold{{check="{s.check}"}}\n')
+        expr = self._failing(s.check, s.minimum)
+        if s.fallback:
+            expr += (f"  or\n(\n{self._failing(s.fallback, s.minimum)}  unless on({self.on})\n"
+                     f'dtr_sizing_observed{{check="{s.check}"}}\n)\n')
+        if s.passing:
+            expr += f"  and on({self.on}, severity)\n(\n{self._failing(s.passing, s.minimum, passes=True)})\n"
         shown = f"value | {s.humanize}" if s.humanize else "value"
         threshold = (f"{{{{ with {self._query('dtr_sizing_threshold', 'check', 'severity')} | query }}}}"
                      f"{{{{ . | first | {shown} }}}}{s.unit}{{{{ end }}}}")

@@ -252,6 +252,10 @@ SLOW_SERIES = (
     "dtr_storage_growth_bytes_per_second > 0", "dtr_storage_full_forecast_seconds",
     'dtr_sizing_observed{check="storage_forecast"}', 'dtr_sizing_observed{check="inodes_free"}',
     'dtr_sizing_observed{check="page_cache_hit_ratio"}',
+    'dtr_storage_hot_bytes{window="1h"} > 0', 'dtr_storage_hot_method{method="log"}', "dtr_page_cache_file_hit_ratio",
+    'dtr_sizing_threshold{check="memory_hot_set"}', "dtr_sizing_recommended_memory_bytes",
+    "dtr_sizing_recommended_cpu_cores",
+    'dtr_storage_reclaimable_bytes{mode="unreferenced"} > 0', 'dtr_sizing_observed{check="storage_forecast_after_gc"}',
 )
 
 
@@ -317,12 +321,17 @@ def watched_dtr_node(workdir: Path, rule_files: Iterable[Path] = ()):
         client = Registry(workdir / "client")
         client.url = node.registry_url
         _, blobs = client.push_image(REPOSITORY, "1.0", [1 << 20, 1 << 20])
+        # garbage for the garbage collector's figures: an image pushed, then its manifest deleted
+        gone, _ = client.push_image("team/old", "gone", [64 << 10])
+        client.delete_manifest("team/old", gone)
         state = workdir / "state"
         seed_growth_history(state, node.store, sum(blobs.values()), time.time())
         pid = int(node.dockerd.docker("inspect", "-f", "{{.State.Pid}}", node.name("registry")).stdout)
         config = fast_exporter_config(
             workdir / "exporter.yml", dtr={"timeout": "1s"},
-            collectors={"docker": {"enabled": True, "interval": "5s"}, "dtr_api": {"enabled": True, "interval": "1s"}},
+            collectors={"docker": {"enabled": True, "interval": "5s"}, "dtr_api": {"enabled": True, "interval": "1s"},
+                        # follows the registry container's json-file log, which Docker names
+                        "workload": {"interval": "1s"}},
             # this registry's process only: other tests' registries come and go on this host
             registry={"process_names": [], "pids": [pid]})
         scrape_registry = {"job_name": "registry",

@@ -49,6 +49,7 @@ class Found:
     replica_id: str | None = None  # this node's DTR replica
     replicas: tuple[str, ...] = ()  # every replica the DTR API knows
     dtr_processes: tuple = ()  # of exporter.dtr.Process: the running DTR containers' pids and CPU limits
+    registry_log: Path | None = None  # the registry container's json-file log, as seen from here
 
     def store(self) -> tuple:
         """What the store-facing collectors follow: where the store is and who walks a shared one."""

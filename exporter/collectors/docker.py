@@ -13,7 +13,8 @@ becomes the storage path every storage-facing collector follows, re-read each
 pass, so a recreated replica is followed. A plain registry whose environment
 chooses another driver (``REGISTRY_STORAGE=s3``) has no local store: its
 driver is reported and no store is followed. The running containers' pids and
-HostConfig CPU limits go to ``Found.dtr_processes`` for the cpu collector. What it
+HostConfig CPU limits go to ``Found.dtr_processes`` for the cpu collector, the registry's
+json-file log (``LogPath``) to ``Found.registry_log`` for the workload collector. What it
 finds travels in the reading's ``found``; a store once found stays found while the
 registry container is away (an upgrade replacing it). No Docker socket at the default
 place means "no Docker here": an empty reading and one debug line, no error.
@@ -151,7 +152,7 @@ class DockerCollector:
             storage_source=store.source if store else None, storage_volume=store.volume if store else None,
             containers=containers,
             found=Found(storage_path=self._store_path, storage_driver=self._driver, replica_id=replica,
-                        dtr_processes=processes))
+                        dtr_processes=processes, registry_log=self._registry_log(ours, inspected)))
         if missing:
             raise PartialReading(reading, f"no stats within the time bound for {', '.join(sorted(missing))}")
         return reading
@@ -188,6 +189,15 @@ class DockerCollector:
                 return store, "filesystem"
             return store, None  # DTR keeps its driver in its own settings: the dtr_api collector reads it
         return None, None
+
+    def _registry_log(self, ours, inspected: dict[str, dict]) -> Path | None:
+        """The running registry's json-file log (``LogPath``, a host path; empty under other log drivers)."""
+        for _, member in sorted(ours, key=lambda cm: cm[1].replica_id is None):
+            details = inspected.get(member.container_id) or {}
+            log_type = ((details.get("HostConfig") or {}).get("LogConfig") or {}).get("Type")
+            if member.component == "registry" and member.running and details.get("LogPath") and log_type == "json-file":
+                return self.ctx.host_path(details["LogPath"])
+        return None
 
     def _stats(self, api, running: list[dtr.Member]) -> tuple[dict[str, dict], list[str]]:
         from docker.errors import NotFound

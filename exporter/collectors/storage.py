@@ -61,6 +61,7 @@ class StorageReading:
     scan_duration_seconds: float = 0.0
     scan_timestamp_seconds: float = 0.0
     avail_bytes: int = 0
+    critical_free_bytes: float = 0.0  # the forecast's floor: the critical disk_free threshold
     growth_bytes_per_second: float | None = None
     full_forecast_seconds: float | None = None  # None unknown, math.inf not growing
     history_samples: int = 0
@@ -113,7 +114,8 @@ class StorageCollector:
         uploads = result.uploads
         data = result.blob_bytes + uploads.bytes
         self._history.add(Sample(now, data, avail))
-        fc = forecast(self._history.samples, now, self._critical_free())
+        critical = self._critical_free()
+        fc = forecast(self._history.samples, now, critical)
         reading = StorageReading(
             storage=sid, path=str(root), blobs=result.blobs, blob_bytes=result.blob_bytes,
             repositories=result.repositories, uploads=uploads.count, upload_bytes=uploads.bytes,
@@ -122,7 +124,8 @@ class StorageCollector:
             data_bytes=data, scan_errors=result.errors, scan_full=result.full,
             scan_prefixes_changed=result.prefixes_changed, scan_files=result.files_examined,
             scan_duration_seconds=duration, scan_timestamp_seconds=start_clock, avail_bytes=avail,
-            growth_bytes_per_second=fc.growth_bytes_per_second, full_forecast_seconds=fc.seconds_to_full,
+            critical_free_bytes=critical, growth_bytes_per_second=fc.growth_bytes_per_second,
+            full_forecast_seconds=fc.seconds_to_full,
             history_samples=len(self._history.samples), devices=self._devices(v2),
         )
         problems = [f"{result.errors} unreadable entries under {v2}"] if result.errors else []

@@ -9,8 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from exporter.garbage import Estimator, Reclaim
 from tests.registry import registry  # noqa: F401  (fixture)
+from tests.support import run_exporter
 
 ELIGIBLE = re.compile(r"^blob eligible for deletion: (\S+)$", re.M)
 
@@ -115,3 +118,44 @@ def test_a_damaged_manifest_is_counted_and_stops_distribution_28(registry):
     done = subprocess.run([registry.binary, "garbage-collect", "--dry-run", str(registry.config)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "failed to mark" in done.stdout + done.stderr
+
+
+def published(registry, *extra: str) -> dict[tuple, float]:
+    """The garbage collector's series from the real exporter's `metrics` command on the registry's store."""
+    others = [f"--no-collector.{n}" for n in ("memory", "cpu", "filesystem", "diskio", "storage", "pagecache",
+                                             "traffic", "docker", "dtr_api", "workload")]
+    done = run_exporter("metrics", "--storage.path", str(registry.storage), *others, *extra, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return {(s.name, s.labels.get("mode") or s.labels.get("repository")): s.value
+            for f in text_string_to_metric_families(done.stdout) for s in f.samples
+            if s.name.startswith(("dtr_storage_reclaimable", "dtr_repository_", "dtr_storage_garbage"))}
+
+
+def test_the_exporter_publishes_what_garbage_collect_would_delete(registry):
+    v2 = registry.storage / "docker/registry/v2"
+    kept, _ = registry.push_image("team/app", "v1", [1000, 2000])
+    old, _ = registry.push_image("team/app", "v0", [700])
+    registry.push_image("team/app", "v1", [1500])  # re-tag: the first v1 is untagged now
+    registry.delete_manifest("team/app", old)  # unreferenced: v0's manifest, config and layer
+    registry.push_image("team/web", "latest", [3000])
+    got = published(registry)
+    sizes = blob_sizes(v2)
+    for mode, untagged in (("unreferenced", False), ("untagged", True)):
+        expected = total(dry_run(registry, delete_untagged=untagged), sizes)
+        assert expected.blobs > 0
+        assert (got[("dtr_storage_reclaimable_blobs", mode)], got[("dtr_storage_reclaimable_bytes", mode)]) == \
+            (expected.blobs, expected.bytes)
+    owners = brute_force_owners(v2)
+    assert {repo: (got[("dtr_repository_bytes", repo)], got[("dtr_repository_unique_bytes", repo)])
+            for repo in owners} == owners
+    assert got[("dtr_storage_reclaimable_lower_bound", None)] == 0
+
+    # the top 1 and the rest as (other)
+    top = published(registry, "--garbage.top-repositories", "1")
+    assert {k[1] for k in top if k[0] == "dtr_repository_bytes"} == {"team/app", "(other)"}
+
+    # after the real collection, nothing is left to reclaim in unreferenced mode
+    registry.garbage_collect()
+    after = published(registry)
+    assert after[("dtr_storage_reclaimable_blobs", "unreferenced")] == 0
+    assert kept in {f"sha256:{d.parent.name}" for d in (v2 / "blobs/sha256").glob("*/*/data")}

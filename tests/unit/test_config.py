@@ -166,10 +166,12 @@ def test_a_file_that_is_not_utf8(tmp_path):
 
 
 @pytest.mark.parametrize("name", cfg.GENERATED)
-def test_the_settings_tables_in_the_docs_are_the_declaration(name):
+def test_the_settings_and_collectors_tables_in_the_docs_are_the_declaration(name):
     from tests.support import ROOT
-    text = (ROOT / name).read_text()
-    assert cfg.generated_part(text) == cfg.GENERATED[name](), f"{name} is stale: run make docs"
+    parts = cfg.generated_parts((ROOT / name).read_text())
+    assert set(parts) == set(cfg.GENERATED[name]), f"{name}: a generated table lost its markers"
+    for source, render in cfg.GENERATED[name].items():
+        assert parts[source] == render(), f"{name}: the table from {source} is stale: run make generate"
 
 
 def test_the_configuration_doc_names_every_collector_and_check():

@@ -9,7 +9,7 @@ from exporter.sampler import Snapshot, Status
 from exporter.sizing import CHECKS, Verdict
 
 GiB = 2**30
-SNAPSHOT = Snapshot(3, {"memory": Status(object(), True, "", 0.0012),
+SNAPSHOT = Snapshot(3, {"memory": Status(None, True, "", 0.0012),
                         "filesystem": Status(None, False, "docker /x: Permission denied", 0.5)}, True)
 VERDICTS = [
     Verdict("memory_total", "critical", "ok", 3.8 * GiB, 3.6 * GiB),
@@ -56,7 +56,9 @@ def test_table_colour_only_when_asked():
 
 def test_json_schema():
     data = json.loads(report.as_json(SNAPSHOT, VERDICTS))
-    assert set(data) == {"ok", "judged", "checks", "collectors"}
+    assert set(data) == {"ok", "judged", "checks", "collectors", "needs"}
+    assert set(data["needs"]) == {"memory", "disk", "cpu"}
+    assert set(data["needs"]["memory"]) == {"unit", "recommended", "installed", "kb_minimum", "reasoning"}
     assert data["ok"] is False and data["judged"] is True
     first = data["checks"][0]
     assert set(first) == {"check", "severity", "state", "unit", "observed", "threshold", "requirement",
@@ -80,7 +82,7 @@ def test_json_ok_without_failures():
 # ---- a check left unknown by a failed collector is not a pass
 
 BROKEN = Snapshot(4, {"memory": Status(None, False, "IsADirectoryError: [Errno 21] Is a directory: '/proc/meminfo'"),
-                      "cpu": Status(object(), True), "filesystem": Status(object(), True)}, True)
+                      "cpu": Status(None, True), "filesystem": Status(None, True)}, True)
 UNJUDGED = [
     Verdict("memory_total", "critical", "unknown", None, 3.6 * GiB),
     Verdict("cpu_cores", "warning", "ok", 2, 2),
@@ -93,11 +95,11 @@ def test_exit_status_says_what_could_not_be_judged():
     assert report.exit_status(BROKEN, UNJUDGED) == 3
     failing = UNJUDGED + [Verdict("disk_free", "critical", "fail", 1 * GiB, 20e9)]
     assert report.exit_status(BROKEN, failing) == 1  # a failing check wins
-    healthy = Snapshot(5, {**BROKEN.statuses, "memory": Status(object(), True)}, True)
+    healthy = Snapshot(5, {**BROKEN.statuses, "memory": Status(None, True)}, True)
     assert report.exit_status(healthy, UNJUDGED) == 0  # unknown for want of a second sample is a gap, not a fault
     disabled = Snapshot(6, {n: s for n, s in BROKEN.statuses.items() if n != "memory"}, True)
     assert report.exit_status(disabled, UNJUDGED) == 0  # a collector switched off did not fail
-    partial = Snapshot(7, {**healthy.statuses, "cpu": Status(object(), False, "pressure/cpu: I/O error")}, True)
+    partial = Snapshot(7, {**healthy.statuses, "cpu": Status(None, False, "pressure/cpu: I/O error")}, True)
     assert report.exit_status(partial, UNJUDGED) == 3  # a partial reading that left cpu_busy unknown
 
 
