@@ -24,15 +24,29 @@ Which manifests and tags count, as Distribution reads the store:
   deletes their layers and configs (distribution#3004, #3178);
   ``untagged_distribution28`` is what 2.8 frees, for comparison.
 
-Manifests are content-addressed: each is parsed once and kept reduced to its
-references (exporter.manifests); a pass reads only manifests not seen before
-and forgets those gone. A manifest Distribution cannot read, or a link that is
-not a digest, is counted in ``errors``: Distribution's collector stops on it
-and frees nothing, and the estimate is a lower bound of what it frees once
-that manifest is deleted (every digest its bytes still name counts as used).
+The estimate is incremental: the mark state is kept between passes, and a
+pass costs what changed since the last one.
 
-Blob sizes come from the ``data`` files: ``BlobSizes`` keeps them per prefix
-directory and on a later pass stats only digests it has not seen.
+- Keys are the leading 8 bytes of a digest, as an integer (``exporter.scan``'s
+  KEY); manifests are parsed once and kept as an ``array('Q')`` of the keys
+  they reference.
+- Each repository's contribution (what it marks at each level) is kept as
+  sorted ``array('Q')``; a global count per key and level says how many
+  repositories mark it, and which one when only one does (the XOR of their
+  ids). A pass stats every revision directory and current tag link, reads a
+  link only when its stat changed, and recomputes only repositories where some
+  link changed, adjusting the counts by the difference.
+- Blob sizes (``BlobSizes``) are kept per 2-hex prefix directory as sorted
+  packed keys and an ``array('Q')`` of sizes; inotify names the digest
+  directories created since the last pass, a changed prefix without it is
+  listed, and only new digests are stat-ed. The blobs added and removed are
+  handed to the marks.
+- The reclaimable totals are the store's total minus the bytes of present
+  blobs marked at each level, kept up to date on every count change and every
+  blob added or removed; each repository's bytes and unique bytes likewise.
+
+A stat key (inode, mtime, ctime) younger than ``RACY_SECONDS`` is not trusted:
+that entry is read again next pass.
 """
 
 from __future__ import annotations
@@ -41,13 +55,14 @@ import os
 import re
 import time
 from array import array
-from dataclasses import dataclass
+from bisect import bisect_left
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
-from . import manifests
-from .manifests import Manifest, ManifestError
-from .scan import RACY_SECONDS
+from . import inotify, manifests
+from .manifests import ManifestError
+from .scan import KEY, RACY_SECONDS, _is_real_dir, _key
 
 MODES = ("unreferenced", "untagged")
 OTHER = "(other)"
@@ -55,6 +70,7 @@ DEFAULT_TOP = 20
 # reference.WithName: Distribution's collector stops on a repository name it cannot parse
 _NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 _KEPT_BY_ALL, _KEPT_UNLESS_28, _KEPT_IF_UNREFERENCED = 2, 1, 0  # how far a mark reaches, by mode
+_BITS, _COUNT = 21, (1 << 21) - 1  # per key: how many repositories mark it at each level, 21 bits each
 
 
 @dataclass(frozen=True)
@@ -93,134 +109,395 @@ class Estimate:
         return getattr(self, mode)
 
 
-@dataclass
-class Repository:
+def short(k: bytes) -> int:
+    """The KEY-byte integer of a full key (manifests.key), as scan._key gives it for a digest directory."""
+    raw = k if len(k) == manifests.SHA256_BYTES else k.partition(b":")[2]
+    return int.from_bytes(raw[:KEY], "big")
+
+
+_EMPTY = array("Q")
+
+
+@dataclass(eq=False)
+class _Repo:
+    id: int
     name: str
-    revisions: list[bytes]  # manifest keys linked in _manifests/revisions
-    tagged: set[bytes]  # keys named by a tag's current link
+    listings: dict = field(default_factory=dict)  # directory -> (stat key, names)
+    revisions: dict = field(default_factory=dict)  # <hex> -> (stat hash, full key or None, errors)
+    tags: dict = field(default_factory=dict)  # tag -> (stat hash, full key or None, errors)
+    present: array = field(default_factory=lambda: _EMPTY)  # manifests of its revisions that could be read, sorted
+    levels: tuple = (_EMPTY, _EMPTY, _EMPTY)  # never changed in place; keys it marks at least at level 0, 1, 2; sorted
+    bytes: int = 0
+    unique: int = 0
+    errors: int = 0
+    unresolved: bool = False  # a revision's manifest was missing or unreadable: try again next pass
 
 
 class Estimator:
-    """Estimates one store, again and again; keeps parsed manifests between passes. One pass at a time."""
+    """Estimates one store, again and again, incrementally. One pass at a time; ``close`` frees the inotify
+    instance."""
 
-    def __init__(self, v2: Path, top: int = DEFAULT_TOP):
+    def __init__(self, v2: Path, top: int = DEFAULT_TOP, clock=time.time):
         self.v2 = Path(v2)
         self.top = top
-        self._manifests: dict[bytes, Manifest] = {}
+        self.clock = clock
+        self.sizes = BlobSizes(self.v2)
+        self._marks = _Marks(self.sizes)
+        self._manifests: dict[int, list] = {}  # key -> [references array('Q'), damaged, repositories using it]
+        self._repos: dict[str, _Repo] = {}
+        self._tree: dict[str, tuple] = {}  # directory under repositories/ -> (stat key, subdirectories, repository?)
+        self._ids = 0
 
-    def estimate(self, blobs: Iterable[tuple[bytes, int]] | None = None) -> Estimate:
-        """``blobs``: every (key, size) of the store's blobs; walked here when None."""
+    def close(self) -> None:
+        self.sizes.close()
+
+    def estimate(self) -> Estimate:
+        now = self.clock()
+        added, removed = self.sizes.refresh(now)
+        for keys, sizes in removed:
+            for k, n in zip(keys, sizes):
+                self._marks.blob(k, -n)
+                if k in self._manifests:  # a manifest's blob went: the repositories linking it skip it now
+                    for repo in self._repos.values():
+                        repo.unresolved |= _contains(repo.present, k)
+        if self._marks.counts:  # nothing is marked before the first pass has read the repositories
+            for keys, sizes in added:
+                for k, n in zip(keys, sizes):
+                    self._marks.blob(k, n)
         errors = [0]
-        repos = read_repositories(self.v2 / "repositories", errors)
-        parsed = self._load(repos, errors)
-        marks = _Marks()
-        for index, repo in enumerate(repos):
-            marks.repository(index, repo, self._manifests)
-        if blobs is None:
-            sizes = BlobSizes(self.v2)
-            sizes.refresh()
-            blobs, errors[0] = sizes, errors[0] + sizes.errors
-        swept = marks.sweep(blobs)
-        return Estimate(**swept, repositories=marks.owners(repos, self.top), manifests=len(self._manifests),
-                        parsed=parsed, errors=errors[0] + sum(m.damaged for m in self._manifests.values()))
+        names = self._walk(now, errors)
+        parsed = 0
+        for gone in set(self._repos).difference(names):
+            repo = self._repos.pop(gone)
+            self._apply(repo, _EMPTY, (_EMPTY, _EMPTY, _EMPTY))
+            del self._marks.repos[repo.id]
+        for name in names:
+            repo = self._repos.get(name)
+            if repo is None:
+                self._ids += 1  # ids are never reused: the XOR in the counts names repositories by them
+                repo = self._repos[name] = self._marks.repos[self._ids] = _Repo(self._ids, name)
+            parsed += self._refresh(repo, now)
+            errors[0] += repo.errors
+        self._marks.counts.merge()
+        m = self._marks
+        total, total_bytes = self.sizes.blobs, self.sizes.bytes
+        reclaim = [Reclaim(total - m.kept[level], total_bytes - m.kept_bytes[level]) for level in range(3)]
+        damaged = sum(1 for entry in self._manifests.values() if entry[1])
+        return Estimate(reclaim[_KEPT_IF_UNREFERENCED], reclaim[_KEPT_UNLESS_28], reclaim[_KEPT_BY_ALL],
+                        self._owners(), total, total_bytes, len(self._manifests), parsed,
+                        errors[0] + self.sizes.errors + damaged)
 
-    def _load(self, repos: list[Repository], errors: list[int]) -> int:
-        """Parse manifests not seen before, forget those gone; the number parsed."""
-        wanted = {k for repo in repos for k in repo.revisions}
-        known, parsed = self._manifests, 0
-        for k in wanted.difference(known):
-            try:
-                content = blob_path(self.v2, k).read_bytes()
-            except FileNotFoundError:
-                continue  # a link to a missing blob: Distribution skips it
-            except OSError:
-                errors[0] += 1
+    def _owners(self) -> tuple[Owner, ...]:
+        everyone = sorted((Owner(r.name, r.bytes, r.unique) for r in self._repos.values()),
+                          key=lambda o: (-o.bytes, o.repository))
+        rest = everyone[self.top:]
+        if not rest:
+            return tuple(everyone)
+        return (*everyone[:self.top], Owner(OTHER, sum(o.bytes for o in rest), sum(o.unique_bytes for o in rest)))
+
+    # --- repositories --------------------------------------------------------------------------------
+
+    def _walk(self, now: float, errors: list[int]) -> list[str]:
+        """Repository names as Distribution's collector enumerates them; a directory is listed again only when
+        its stat changed."""
+        top = f"{self.v2}/repositories"
+        found, stack, tree = [], [top], {}
+        while stack:
+            directory = stack.pop()
+            entry = self._listing(directory, self._tree.get(directory), now, errors)
+            if entry is None:
                 continue
-            parsed += 1
-            try:
-                known[k] = manifests.parse(content)
-            except ManifestError:
-                known[k] = manifests.salvage(content)
-        for gone in set(known).difference(wanted):
-            del known[gone]
+            tree[directory] = entry
+            _, subdirs, is_repo = entry
+            if is_repo and directory != top:
+                name = directory[len(top) + 1:]
+                if _NAME.fullmatch(name) is None or len(name) > 255:
+                    errors[0] += 1  # Distribution stops here: "failed to parse repo name"
+                else:
+                    found.append(name)
+            stack.extend(f"{directory}/{n}" for n in reversed(subdirs))
+        self._tree = tree
+        return found
+
+    @staticmethod
+    def _listing(directory: str, known: tuple | None, now: float, errors: list[int]) -> tuple | None:
+        key = _stat_key(directory, now, errors)
+        if key is False:
+            return None
+        if known is not None and key is not None and known[0] == key:
+            return known
+        names = _list(directory, errors)
+        if names is None:
+            return None
+        subdirs = tuple(n for n in sorted(names) if not n.startswith("_") and _is_real_dir(directory, n))
+        return key, subdirs, "_layers" in names
+
+    def _refresh(self, repo: _Repo, now: float) -> int:
+        """Look at a repository's links again; recompute what it marks when one changed. Manifests parsed."""
+        mdir = f"{self.v2}/repositories/{repo.name}/_manifests"
+        errors = [0]
+        changed = self._links(repo, "revisions", f"{mdir}/revisions", 2, now, errors)
+        changed |= self._links(repo, "tags", f"{mdir}/tags", 1, now, errors)
+        repo.errors = errors[0] + sum(e for _, _, e in repo.revisions.values()) + \
+            sum(e for _, _, e in repo.tags.values())
+        if not (changed or repo.unresolved):
+            return 0
+        return self._recompute(repo)
+
+    def _links(self, repo: _Repo, kind: str, root: str, depth: int, now: float, errors: list[int]) -> bool:
+        """Refresh ``repo.revisions`` (alg/hex/link) or ``repo.tags`` (tag/current/link); True when one changed."""
+        known: dict = getattr(repo, kind)
+        links, listings = {}, {}
+        level = [(root, "")]
+        for _ in range(depth):  # the directories holding links, listed again only when their stat changed
+            below = []
+            for directory, rel in level:
+                entry = self._listing_names(directory, repo.listings.get(directory), now, errors)
+                if entry is not None:
+                    listings[directory] = entry
+                    below += [(f"{directory}/{n}", n) for n in entry[1]]  # names shared with the listing
+            level = below
+        changed = False
+        link = "/link" if kind == "revisions" else "/current/link"
+        for directory, rel in level:
+            path = directory if kind == "revisions" else directory + link  # a revision's directory changes
+            key = _stat_key(path, now, errors)  # when its link is deleted
+            if key is False:
+                continue  # a deleted revision leaves its directory without a link; a tag without current
+            old = known.get(rel)
+            if old is not None and key is not None and old[0] == key:
+                links[rel] = old
+                continue
+            link_errors = [0]
+            full = _read_link(directory + link, link_errors)
+            links[rel] = (key, full, link_errors[0])
+            changed |= old is None or old[1] != full
+        changed |= len(links) != len(known) or any(p not in links for p in known)
+        repo.listings.update(listings)
+        for stale in [d for d in repo.listings if d.startswith(root) and d not in listings]:
+            del repo.listings[stale]
+        setattr(repo, kind, links)
+        return changed
+
+    @staticmethod
+    def _listing_names(directory: str, known: tuple | None, now: float, errors: list[int]) -> tuple | None:
+        key = _stat_key(directory, now, errors)
+        if key is False:
+            return None
+        if known is not None and key is not None and known[0] == key:
+            return known
+        names = _list(directory, errors)
+        return None if names is None else (key, tuple(names))
+
+    def _recompute(self, repo: _Repo) -> int:
+        """What the repository marks at each level, from its links; the counts adjusted by the difference."""
+        parsed, repo.unresolved = 0, False
+        present = set()
+        for _, full, _ in repo.revisions.values():
+            if full is None:
+                continue
+            k = short(full)
+            if k in self._manifests and self.sizes.size(k) is None:
+                repo.unresolved = True  # its blob is gone: skipped, as a link to a missing blob is
+                continue
+            if k not in self._manifests:
+                got = self._read_manifest(full, repo)
+                if got is None:
+                    continue
+                parsed += 1
+                self._manifests[k] = [got[0], got[1], 0]
+            present.add(k)
+        tagged = {short(full) for _, full, _ in repo.tags.values() if full is not None} & present
+        known = self._manifests
+        used = set(present)
+        for k in present:
+            used.update(known[k][0])
+        kept = set(tagged)
+        for k in tagged:  # what 2.8 marks: tagged manifests and their direct references
+            kept.update(known[k][0])
+        # children of kept lists and indexes that are manifests of this repository, and theirs, recursively
+        children, seen, stack = set(), set(tagged), list(tagged)
+        while stack:
+            for ref in known[stack.pop()][0]:
+                if ref in present and ref not in seen:
+                    seen.add(ref)
+                    stack.append(ref)
+                    children.update(known[ref][0])
+        levels = (used, children | kept, kept)
+        self._apply(repo, array("Q", sorted(present)), tuple(array("Q", sorted(s)) for s in levels))
         return parsed
+
+    def _read_manifest(self, full: bytes, repo: _Repo) -> tuple[array, bool] | None:
+        try:
+            content = blob_path(self.v2, full).read_bytes()
+        except FileNotFoundError:
+            repo.unresolved = True  # a link to a missing blob: Distribution skips it
+            return None
+        except OSError:
+            repo.unresolved = True
+            repo.errors += 1
+            return None
+        try:
+            found, damaged = manifests.parse(content), False
+        except ManifestError:
+            found, damaged = manifests.salvage(content), True
+        return array("Q", sorted({short(k) for k in found.references()})), damaged
+
+    def _apply(self, repo: _Repo, present: array, levels: tuple) -> None:
+        """Replace what ``repo`` marks by ``levels``, adjusting the counts of the keys that differ."""
+        for before, after in zip(repo.levels, levels):
+            if before != after:
+                break
+        else:
+            self._use(repo.present, present)
+            repo.present = present
+            return
+        old = [set(a) for a in repo.levels]
+        new = [set(a) for a in levels]
+        for k in (old[0] ^ new[0]) | (old[1] ^ new[1]) | (old[2] ^ new[2]):
+            self._marks.change(k, repo, *((k in n) - (k in o) for o, n in zip(old, new)))
+        repo.levels = levels
+        self._use(repo.present, present)
+        repo.present = present
+
+    def _use(self, before: array, after: array) -> None:
+        """Count which repositories use each cached manifest; forget those none uses."""
+        if before == after:
+            return
+        old, new = set(before), set(after)
+        for k in new - old:
+            self._manifests[k][2] += 1
+        for k in old - new:
+            entry = self._manifests[k]
+            entry[2] -= 1
+            if entry[2] <= 0:
+                del self._manifests[k]
 
 
 class _Marks:
-    """The mark phase for all modes at once: how far each key's mark reaches, and who references it."""
+    """Per key: how many repositories mark it at each level, and the XOR of their ids (the owner when one); the
+    store's blobs and bytes kept at each level; each repository's bytes and unique bytes."""
+
+    def __init__(self, sizes: BlobSizes):
+        self.sizes = sizes
+        self.counts = _Counts()
+        self.kept = [0, 0, 0]  # present blobs marked at least at level 0, 1, 2
+        self.kept_bytes = [0, 0, 0]
+        self.repos: dict[int, _Repo] = {}
+
+    def change(self, k: int, repo: _Repo, d0: int, d1: int, d2: int) -> None:
+        old, xor = self.counts.get(k)
+        c0 = old & _COUNT
+        new = old + d0 + (d1 << _BITS) + (d2 << 2 * _BITS)
+        new_xor = xor ^ repo.id if d0 else xor  # in or out of the XOR of the marking repositories
+        self.counts.set(k, new, new_xor)
+        size = self.sizes.size(k)
+        if size is None:
+            return  # not in the store: frees nothing, weighs nothing
+        self._level(_level(old), _level(new), size)
+        if d0 > 0:
+            repo.bytes += size
+            if c0 == 0:
+                repo.unique += size
+            elif c0 == 1:
+                self.repos[xor].unique -= size
+        elif d0 < 0:
+            repo.bytes -= size
+            if c0 == 1:
+                repo.unique -= size
+            elif c0 == 2:
+                self.repos[new_xor].unique += size
+
+    def blob(self, k: int, signed_size: int) -> None:
+        """A blob came (size > 0) or went (-size) under key ``k``."""
+        counts, xor = self.counts.get(k)
+        one = 1 if signed_size >= 0 else -1
+        level = _level(counts)
+        for at in range(level + 1):
+            self.kept[at] += one
+            self.kept_bytes[at] += signed_size
+        c0 = counts & _COUNT
+        if c0 == 1:
+            repo = self.repos[xor]
+            repo.bytes += signed_size
+            repo.unique += signed_size
+        elif c0 > 1:  # rare: a blob several repositories use came back or went away
+            for repo in self.repos.values():
+                if _contains(repo.levels[0], k):
+                    repo.bytes += signed_size
+
+    def _level(self, before: int, after: int, size: int) -> None:
+        for at in range(min(before, after) + 1, max(before, after) + 1):
+            one = 1 if after > before else -1
+            self.kept[at] += one
+            self.kept_bytes[at] += one * size
+
+
+class _Counts:
+    """Per key, sorted and packed: the counts of each level in one array('Q') and the XOR of the marking
+    repositories' ids in an array('L'), 20 bytes a key. Keys new in a pass wait in a dict until ``merge``; a key
+    no longer marked stays as zero until there are many."""
 
     def __init__(self):
-        self.level: dict[bytes, int] = {}
-        self.owner: dict[bytes, int] = {}  # repository index, or -1 when several reference the key
-        self.per_repo: list[set[bytes]] = []
-        self.size: dict[bytes, int] = {}
+        self.keys, self.values, self.owners = array("Q"), array("Q"), array("L")
+        self._new: dict[int, tuple[int, int]] = {}
 
-    def _mark(self, k: bytes, level: int) -> None:
-        if self.level.get(k, -1) < level:
-            self.level[k] = level
+    def __bool__(self) -> bool:
+        return bool(self.keys or self._new)
 
-    def repository(self, index: int, repo: Repository, known: dict[bytes, Manifest]) -> None:
-        present = [k for k in repo.revisions if k in known]
-        used: set[bytes] = set()
-        for k in present:
-            used.add(k)
-            used.update(known[k].references())
-        for k in used:
-            self._mark(k, _KEPT_IF_UNREFERENCED)
-            self.owner[k] = index if self.owner.get(k, index) == index else -1
-        self.per_repo.append(used)
-        tagged = [k for k in present if k in repo.tagged]
-        for k in tagged:  # what 2.8 marks: tagged manifests and their direct references
-            self._mark(k, _KEPT_BY_ALL)
-            for ref in known[k].references():
-                self._mark(ref, _KEPT_BY_ALL)
-        # children of kept lists and indexes that are manifests of this repository, and theirs, recursively
-        revisions, seen, stack = set(present), set(tagged), list(tagged)
-        while stack:
-            for ref in known[stack.pop()].references():
-                if ref in revisions and ref not in seen:
-                    seen.add(ref)
-                    stack.append(ref)
-                    for child_ref in known[ref].references():
-                        self._mark(child_ref, _KEPT_UNLESS_28)
+    def get(self, k: int) -> tuple[int, int]:
+        got = self._new.get(k)
+        if got is not None:
+            return got
+        at = bisect_left(self.keys, k)
+        if at < len(self.keys) and self.keys[at] == k:
+            return self.values[at], self.owners[at]
+        return 0, 0
 
-    def sweep(self, blobs: Iterable[tuple[bytes, int]]) -> dict:
-        """Reclaimable blobs and bytes per mode, and the store's totals, over every (key, size) of the store."""
-        unref = untagged = v28 = total = 0
-        unref_bytes = untagged_bytes = v28_bytes = total_bytes = 0
-        level, size = self.level, self.size
-        for k, n in blobs:
-            total += 1
-            total_bytes += n
-            mark = level.get(k, -1)
-            if mark >= 0:
-                size[k] = n
-            if mark < _KEPT_BY_ALL:
-                v28 += 1
-                v28_bytes += n
-                if mark < _KEPT_UNLESS_28:
-                    untagged += 1
-                    untagged_bytes += n
-                    if mark < _KEPT_IF_UNREFERENCED:
-                        unref += 1
-                        unref_bytes += n
-        return {"unreferenced": Reclaim(unref, unref_bytes), "untagged": Reclaim(untagged, untagged_bytes),
-                "untagged_distribution28": Reclaim(v28, v28_bytes), "blobs": total, "blob_bytes": total_bytes}
+    def set(self, k: int, value: int, xor: int) -> None:
+        at = bisect_left(self.keys, k)
+        if at < len(self.keys) and self.keys[at] == k:
+            self.values[at], self.owners[at] = value, xor
+        else:
+            self._new[k] = (value, xor)
 
-    def owners(self, repos: list[Repository], top: int) -> tuple[Owner, ...]:
-        everyone = []
-        for index, used in enumerate(self.per_repo):
-            total = unique = 0
-            for k in used:
-                n = self.size.get(k, 0)
-                total += n
-                unique += n if self.owner[k] == index else 0
-            everyone.append(Owner(repos[index].name, total, unique))
-        everyone.sort(key=lambda o: (-o.bytes, o.repository))
-        rest = everyone[top:]
-        if not rest:
-            return tuple(everyone)
-        return (*everyone[:top], Owner(OTHER, sum(o.bytes for o in rest), sum(o.unique_bytes for o in rest)))
+    def merge(self) -> None:
+        """Fold the pass's new keys into the arrays; drop the zeros once they are an eighth of them."""
+        new = sorted((k, v, x) for k, (v, x) in self._new.items() if v)
+        self._new = {}
+        if new:
+            keys, values, owners, start = array("Q"), array("Q"), array("L"), 0
+            for k, v, x in new:
+                at = bisect_left(self.keys, k, start)
+                keys += self.keys[start:at]
+                values += self.values[start:at]
+                owners += self.owners[start:at]
+                keys.append(k)
+                values.append(v)
+                owners.append(x)
+                start = at
+            keys += self.keys[start:]
+            values += self.values[start:]
+            owners += self.owners[start:]
+            self.keys, self.values, self.owners = keys, values, owners
+        if self.values.count(0) * 8 > len(self.values):
+            kept = [i for i, v in enumerate(self.values) if v]
+            self.keys = array("Q", (self.keys[i] for i in kept))
+            self.values = array("Q", (self.values[i] for i in kept))
+            self.owners = array("L", (self.owners[i] for i in kept))
+
+
+def _contains(keys: array, k: int) -> bool:
+    at = bisect_left(keys, k)
+    return at < len(keys) and keys[at] == k
+
+
+def _level(counts: int) -> int:
+    if (counts >> 2 * _BITS) & _COUNT:
+        return _KEPT_BY_ALL
+    if (counts >> _BITS) & _COUNT:
+        return _KEPT_UNLESS_28
+    return _KEPT_IF_UNREFERENCED if counts & _COUNT else -1
 
 
 # --- reading the store ---------------------------------------------------------------------------------
@@ -231,39 +508,19 @@ def blob_path(v2: Path, k: bytes) -> Path:
     return v2 / "blobs" / alg / hexa[:2] / hexa / "data"
 
 
-def read_repositories(root: Path, errors: list[int]) -> list[Repository]:
-    """Every repository as Distribution's collector enumerates them, with its manifests and tagged manifests."""
-    top = str(root)
-    found, stack = [], [top]
-    while stack:  # plain strings, not Path: a pass reads every link of every repository
-        directory = stack.pop()
-        names = _list(directory, errors)
-        if names is None:
-            continue
-        if "_layers" in names and directory != top:
-            name = directory[len(top) + 1:]
-            if _NAME.fullmatch(name) is None or len(name) > 255:
-                errors[0] += 1  # Distribution stops here: "failed to parse repo name"
-            else:
-                found.append(_repository(name, f"{directory}/_manifests", errors))
-        stack.extend(f"{directory}/{n}" for n in sorted(names, reverse=True)
-                     if not n.startswith("_") and _is_dir(f"{directory}/{n}"))
-    return found
-
-
-def _repository(name: str, manifests_dir: str, errors: list[int]) -> Repository:
-    revisions = []
-    for alg in _list(f"{manifests_dir}/revisions", errors) or ():
-        for hexa in _list(f"{manifests_dir}/revisions/{alg}", errors) or ():
-            k = _read_link(f"{manifests_dir}/revisions/{alg}/{hexa}/link", errors)
-            if k is not None:
-                revisions.append(k)
-    tagged = set()
-    for tag in _list(f"{manifests_dir}/tags", errors) or ():
-        k = _read_link(f"{manifests_dir}/tags/{tag}/current/link", errors)
-        if k is not None:
-            tagged.add(k)
-    return Repository(name, revisions, tagged)
+def _stat_key(path: str, now: float, errors: list[int]):
+    """A hash of (inode, mtime, ctime, size) of a directory or link file; None when too recent to trust; False
+    when absent."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        errors[0] += 1
+        return False
+    if now - st.st_mtime_ns / 1e9 < RACY_SECONDS or now - st.st_ctime_ns / 1e9 < RACY_SECONDS:
+        return None  # may change again within the same timestamp tick
+    return hash((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))  # one int, not four, per link
 
 
 def _read_link(path: str, errors: list[int]) -> bytes | None:
@@ -291,91 +548,160 @@ def _list(directory: str | Path, errors: list[int]) -> list[str] | None:
         return None
 
 
-def _is_dir(path: str) -> bool:
-    try:
-        return (os.lstat(path).st_mode & 0o170000) == 0o040000  # symlinks are not followed
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class _Prefix:
-    key: tuple[int, int, int] | None  # (inode, mtime_ns, ctime_ns) when listed; None: list again
-    keys: bytes  # sha256 keys, packed, in the order of sizes
-    sizes: array
-    other: tuple[tuple[bytes, int], ...] = ()  # (key, size) of other algorithms
+    key: tuple | None  # (inode, mtime_ns, ctime_ns) when listed; None: look again
+    keys: array  # array('Q') of KEY-byte keys, sorted: 8 bytes a blob
+    sizes: array  # array('Q'), in the order of keys: 8 bytes a blob
+    errors: int = 0  # names that are not digests
+    pending: tuple[str, ...] = ()  # digest directories without data yet (a push in flight)
+    watched: bool = False
+
+
+Blobs = list[tuple[array, array]]  # (keys, sizes) chunks: no Python object per blob
 
 
 class BlobSizes:
-    """(key, size) of every blob ``data`` file; ``refresh`` stats only digests not seen before in changed
-    prefix directories (a 2-hex prefix directory's mtime changes when a digest directory comes or goes)."""
+    """(key, size) of every blob ``data`` file, kept per 2-hex prefix directory; ``refresh`` says which blobs came
+    and went. Only new digests are stat-ed: inotify names them (as for exporter.scan), else a prefix whose stat
+    changed is listed, names only."""
 
     def __init__(self, v2: Path):
         self.v2 = Path(v2)
         self.errors = 0
+        self.blobs = self.bytes = 0
         self._prefixes: dict[str, _Prefix] = {}
+        self._sha256: list[_Prefix | None] = [None] * 256  # by leading byte, for size()
+        try:
+            self._watcher: inotify.Watcher | None = inotify.Watcher()
+        except OSError:
+            self._watcher = None  # out of inotify instances: listing changed prefixes still works
 
-    def refresh(self, now: float | None = None) -> None:
+    def close(self) -> None:
+        if self._watcher:
+            self._watcher.close()
+            self._watcher = None
+
+    def refresh(self, now: float | None = None) -> tuple[Blobs, Blobs]:
+        """(added, removed) since the last refresh."""
         now = time.time() if now is None else now
-        self.errors = 0
+        created, dirty = self._drain()
+        self.errors, errors = 0, [0]
         seen: dict[str, _Prefix] = {}
-        errors = [0]
+        added: Blobs = []
+        removed: Blobs = []
         for alg in _list(self.v2 / "blobs", errors) or ():
             for prefix in _list(self.v2 / "blobs" / alg, errors) or ():
                 path = f"{self.v2}/blobs/{alg}/{prefix}"
-                got = self._prefix(path, alg, self._prefixes.get(path), now)
+                got = self._prefix(path, alg, self._prefixes.get(path), now, created.get(path, {}),
+                                   dirty is None or path in dirty, added, removed)
                 if got is not None:
                     seen[path] = got
-        self.errors += errors[0]
+        removed += [(p.keys, p.sizes) for path, p in self._prefixes.items() if path not in seen]
         self._prefixes = seen
+        self._sha256 = [seen.get(f"{self.v2}/blobs/sha256/{i:02x}") for i in range(256)]
+        self.errors += errors[0] + sum(p.errors for p in seen.values())
+        self.blobs += sum(len(k) for k, _ in added) - sum(len(k) for k, _ in removed)
+        self.bytes += sum(sum(n) for _, n in added) - sum(sum(n) for _, n in removed)
+        return added, removed
 
-    def __iter__(self) -> Iterator[tuple[bytes, int]]:
-        width = manifests.SHA256_BYTES
+    def size(self, k: int) -> int | None:
+        """The size of the blob with key ``k``, None when the store has none."""
+        prefix = self._sha256[k >> 8 * KEY - 8]
+        if prefix is not None:
+            at = bisect_left(prefix.keys, k)
+            if at < len(prefix.keys) and prefix.keys[at] == k:
+                return prefix.sizes[at]
+        if len(self._prefixes) > 256:  # other algorithms than sha256 (rare)
+            for path, other in self._prefixes.items():
+                if not path.startswith(f"{self.v2}/blobs/sha256/"):
+                    at = bisect_left(other.keys, k)
+                    if at < len(other.keys) and other.keys[at] == k:
+                        return other.sizes[at]
+        return None
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         for prefix in self._prefixes.values():
-            keys = prefix.keys
-            for i, n in enumerate(prefix.sizes):
-                yield keys[i * width:(i + 1) * width], n
-            yield from prefix.other
+            yield from zip(prefix.keys, prefix.sizes)
 
-    def _prefix(self, path: str, alg: str, known: _Prefix | None, now: float) -> _Prefix | None:
+    def _drain(self) -> tuple[dict[str, dict[str, bool]], set[str] | None]:
+        """Names created per watched prefix, and the prefixes that need a listing (None: all)."""
+        created: dict[str, dict[str, bool]] = {}
+        dirty: set[str] = set()
+        if self._watcher is None:
+            return created, None
+        try:
+            events = self._watcher.read()
+        except inotify.Overflow:
+            return created, None
+        for path, mask, name in events:
+            if mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO) and name:
+                created.setdefault(path, {})[name] = bool(mask & inotify.IN_ISDIR)
+            else:  # a removal, a move away, a chmod of the prefix itself
+                dirty.add(path)
+        return created, dirty
+
+    def _watch(self, path: str) -> bool:
+        if self._watcher is None:
+            return False
+        try:
+            self._watcher.watch(path)
+            return True
+        except OSError:
+            return False  # out of watches: this prefix is listed when it changes
+
+    def _prefix(self, path: str, alg: str, known: _Prefix | None, now: float, created: dict[str, bool],
+                dirty: bool, added: Blobs, removed: Blobs) -> _Prefix | None:
         try:
             st = os.stat(path, follow_symlinks=False)
             if (st.st_mode & 0o170000) != 0o040000:
                 return None
             key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-            if known is not None and known.key == key:
+            if known is not None and known.key == key and not known.pending:
                 return known
-            names = os.listdir(path)
+            racy = now - st.st_mtime_ns / 1e9 < RACY_SECONDS or now - st.st_ctime_ns / 1e9 < RACY_SECONDS
+            if known is None:
+                watched = self._watch(path)  # before listing, so nothing added meanwhile is missed
+                with os.scandir(path) as listing:  # d_type: no stat per entry, symlinks not followed
+                    names = {d.name: True for d in sorted(listing, key=os.DirEntry.inode)
+                             if d.is_dir(follow_symlinks=False)}  # inode order, as du: sequential on a cold cache
+                known = _Prefix(None, array("Q"), array("Q"), watched=watched)
+            elif known.watched and not dirty:
+                names = dict.fromkeys(known.pending, False)  # inotify named what was added: no listing
+                names.update(created)
+            else:
+                watched = self._watch(path)
+                listed = os.listdir(path)  # names only
+                names = dict.fromkeys(listed, False)
+                keys, sizes = _without(known.keys, known.sizes, {_key(n) for n in listed}, removed)
+                known = _Prefix(None, keys, sizes, watched=watched)
         except FileNotFoundError:
             return None
         except OSError:
             self.errors += 1
             return None
-        racy = now - st.st_mtime_ns / 1e9 < RACY_SECONDS or now - st.st_ctime_ns / 1e9 < RACY_SECONDS
-        old = {}
-        if known is not None:  # blobs never change: keep what is still listed, stat the rest
-            width = manifests.SHA256_BYTES
-            old = {known.keys[i * width:(i + 1) * width]: n for i, n in enumerate(known.sizes)}
-            old.update(known.other)
-        keys, sizes, other, pending = [], array("Q"), [], False
-        for hexa in names:
-            k = manifests.key_of(alg, hexa)
-            if k is None:
-                self.errors += 1  # Distribution's collector stops on a blob path that is not a digest
+        keys, sizes, errors, pending, new = known.keys, known.sizes, 0, [], []
+        sha256 = alg == "sha256"
+        for name, is_dir in names.items():
+            if (_SHA256_HEX.fullmatch(name) is None) if sha256 else (manifests.key_of(alg, name) is None):
+                errors += 1  # Distribution's collector stops on a blob path that is not a digest
                 continue
-            n = old.get(k)
+            k = int(name[:2 * KEY], 16)
+            at = bisect_left(keys, k)
+            if (at < len(keys) and keys[at] == k) or not (is_dir or _is_real_dir(path, name)):
+                continue
+            n = self._size(f"{path}/{name}/data")
             if n is None:
-                n = self._size(f"{path}/{hexa}/data")
-                if n is None:
-                    pending = True
-                    continue
-            if len(k) == manifests.SHA256_BYTES:
-                keys.append(k)
-                sizes.append(n)
-            else:
-                other.append((k, n))
-        # a digest directory without data yet (a push in flight): list again next time
-        return _Prefix(None if racy or pending else key, b"".join(keys), sizes, tuple(other))
+                pending.append(name)  # a digest directory without data yet: look again next time
+                continue
+            new.append((k, n))
+        if new:
+            new.sort()
+            added.append((array("Q", (k for k, _ in new)), array("Q", (n for _, n in new))))
+            keys, sizes = _merged(keys, sizes, added[-1])
+        # known.errors: names counted before, when only inotify's new names were looked at (0 after a listing)
+        return _Prefix(None if racy or pending else key, keys, sizes, errors + known.errors, tuple(pending),
+                       known.watched)
 
     def _size(self, data: str) -> int | None:
         try:
@@ -386,3 +712,35 @@ class BlobSizes:
             self.errors += 1
             return None
         return st.st_size if (st.st_mode & 0o170000) == 0o100000 else None
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _without(keys: array, sizes: array, listed: set[bytes], removed: Blobs) -> tuple[array, array]:
+    """``keys`` and ``sizes`` without the blobs no longer ``listed`` (their scan._key), those appended to
+    ``removed``."""
+    gone = [i for i, k in enumerate(keys) if k.to_bytes(KEY, "big") not in listed]
+    if not gone:
+        return keys, sizes
+    removed.append((array("Q", (keys[i] for i in gone)), array("Q", (sizes[i] for i in gone))))
+    drop = set(gone)
+    kept = [i for i in range(len(keys)) if i not in drop]
+    return array("Q", (keys[i] for i in kept)), array("Q", (sizes[i] for i in kept))
+
+
+def _merged(keys: array, sizes: array, new: tuple[array, array]) -> tuple[array, array]:
+    """Two sorted (keys, sizes) runs as one; the new run is short after the first pass."""
+    if not keys:
+        return new
+    out_keys, out_sizes, start = array("Q"), array("Q"), 0
+    for k, n in zip(*new):
+        at = bisect_left(keys, k, start)
+        out_keys += keys[start:at]
+        out_sizes += sizes[start:at]
+        out_keys.append(k)
+        out_sizes.append(n)
+        start = at
+    out_keys += keys[start:]
+    out_sizes += sizes[start:]
+    return out_keys, out_sizes

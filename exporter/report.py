@@ -35,7 +35,7 @@ INPUTS: dict[str, tuple[str, ...]] = {
 
 
 def requirement(v: Verdict) -> str:
-    return v.spec.requirement.format(v.spec.show(v.threshold))
+    return v.spec.requirement.format(v.threshold_text())
 
 
 def unjudged_because(v: Verdict, snapshot: Snapshot) -> str:

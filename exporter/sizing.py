@@ -106,10 +106,17 @@ class Verdict:
     observed: float | None
     threshold: float | None  # None: a scaled check whose reading is not measured
     detail: str = ""
+    share: float | None = None  # a scaled check: the configured share of its reading
 
     @property
     def spec(self) -> Check:
         return CHECKS[self.check]
+
+    def threshold_text(self) -> str:
+        """The threshold as a person reads it; a scaled one not measured yet says what it will be."""
+        if self.threshold is None and self.share is not None:
+            return f"{self.share * 100:g}% of the {HOT_SET_WINDOWS.get(self.severity, '')} hot set (not measured)"
+        return self.spec.show(self.threshold)
 
 
 @dataclass(frozen=True)
@@ -246,8 +253,9 @@ def evaluate(readings: Mapping[str, Any], thresholds: Mapping[str, Mapping[str, 
         spec = CHECKS[name]
         seen = OBSERVERS[name](view)
         for severity, threshold in by_severity.items():
+            share = None
             if name in SCALES:
-                base = SCALES[name](view, severity)
+                base, share = SCALES[name](view, severity), threshold
                 threshold = None if base is None else threshold * base
             if not seen.applicable:
                 state = NOT_APPLICABLE
@@ -257,7 +265,7 @@ def evaluate(readings: Mapping[str, Any], thresholds: Mapping[str, Mapping[str, 
                 state = OK if seen.value >= threshold else FAIL
             else:
                 state = OK if seen.value <= threshold else FAIL
-            verdicts.append(Verdict(name, severity, state, seen.value, threshold, seen.detail))
+            verdicts.append(Verdict(name, severity, state, seen.value, threshold, seen.detail, share))
     return verdicts
 
 

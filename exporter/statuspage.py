@@ -68,7 +68,7 @@ def render(snapshot: Snapshot, verdicts: list[Verdict], version: str) -> str:
         rows.append(
             f'<tr data-check="{esc(v.check)}" data-severity="{esc(v.severity)}" data-state="{v.state}">'
             f'<td>{esc(v.check)}</td><td>{esc(v.severity)}</td><td>{esc(requirement(v))}</td>'
-            f'<td>{esc(v.spec.show(v.observed))}{detail}</td><td>{esc(v.spec.show(v.threshold))}</td>'
+            f'<td>{esc(v.spec.show(v.observed))}{detail}</td><td>{esc(v.threshold_text())}</td>'
             f'<td class="v {v.state}">{esc(LABELS[v.state])}</td></tr>')
     wanted = "".join(
         f'<tr data-need="{esc(n.resource)}"><td>{esc(n.resource)}</td><td>{esc(n.show(n.value))}</td>'

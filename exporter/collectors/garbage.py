@@ -8,8 +8,8 @@ dtr_storage_manifests; dtr_repository_bytes{repository} and dtr_repository_uniqu
 for the top ``garbage.top_repositories`` repositories by bytes, the rest summed as
 repository="(other)".
 
-The counting is exporter.garbage's (docs/garbage.md): manifests are parsed once and kept reduced
-to their references, blob sizes are re-listed only in changed prefix directories. The store comes
+The counting is exporter.garbage's (docs/garbage.md): the mark state is kept between passes, so a
+pass reads only links, manifests and blobs that changed. The store comes
 with every run (``found``), as for the storage collector, and a shared network store is left to
 the replica that walks it (storage.scan_shared). Each run also keeps the top repositories' bytes
 in a small history (in storage.state_dir when set), for their growth over the last day.
@@ -31,12 +31,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .. import dtr, mounts
 from ..families import gauge
-from ..garbage import MODES, BlobSizes, Estimator, Reclaim
+from ..garbage import MODES, Estimator, Reclaim
 from ..scan import resolve_v2
 from ..storage_id import storage_id
 from . import NOTHING, Found, Spec
 
-# about 1 s a pass on a 100k-blob store, 10 MiB resident (bench/garbage.py, docs/garbage.md): cheap at 5 min
+# incremental after the first pass (bench/garbage.py, docs/performance.md): cheap at 5 min
 SPEC = Spec(True, 300, 3600, "manifests, tags and blob sizes of the store under --storage.path (background walk)",
             follows_store=True)
 DAY = 86400.0
@@ -78,7 +78,6 @@ class GarbageCollector:
         self.config = ctx.config
         self._key: tuple[Path, str] | None = None
         self._estimator: Estimator | None = None
-        self._sizes: BlobSizes | None = None
         self._history: OwnerHistory | None = None
 
     def collect(self, found: Found = NOTHING) -> GarbageReading:
@@ -96,18 +95,18 @@ class GarbageCollector:
                                                          f"replica (storage.scan_shared={self.config.scan_shared})")
         if self._key != (v2, sid):  # a new store: start afresh
             self._key = (v2, sid)
+            if self._estimator is not None:
+                self._estimator.close()
             self._estimator = Estimator(v2, self.config.top_repositories)
-            self._sizes = BlobSizes(v2)
             self._history = OwnerHistory(self.config.state_dir, sid)
-        self._sizes.refresh()
-        estimate = self._estimator.estimate(self._sizes)
+        estimate = self._estimator.estimate()
         now = time.time()
         self._history.add(now, {o.repository: o.bytes for o in estimate.repositories})
         owners = tuple(RepositoryUse(o.repository, o.bytes, o.unique_bytes, self._history.day_growth(now, o.repository))
                        for o in estimate.repositories)
         return GarbageReading(storage=sid, path=str(root), unreferenced=estimate.unreferenced,
                               untagged=estimate.untagged, top_repositories=owners, manifests=estimate.manifests,
-                              garbage_errors=estimate.errors + self._sizes.errors)
+                              garbage_errors=estimate.errors)
 
 
 COLLECTOR = GarbageCollector

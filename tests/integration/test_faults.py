@@ -307,8 +307,10 @@ def test_docker_faults_under_a_running_exporter(tmp_path, fault):
         with LoggedExporter("--config.file", str(config), "--collector.docker", "--docker.host",
                             f"unix://{sock_path}", "--no-collector.storage", "--no-collector.pagecache",
                             "--no-collector.traffic", log_path=tmp_path / "log") as exporter:
-            sick = wait_for(lambda: (m := scrape(exporter.url)) and success(m, "docker") == 0 and m,
-                            timeout=15, what="docker success 0")
+            # the others start once discovery's first run has ended: wait for their first status too
+            sick = wait_for(lambda: (m := scrape(exporter.url)) and success(m, "docker") == 0
+                            and all(success(m, c) is not None for c in FAST) and m,
+                            timeout=15, what="docker success 0 and a first status from the others")
             healthy_except(sick, "storage")
             for _ in range(10):
                 healthy_except(scrape(exporter.url), "storage", "docker")

@@ -5,13 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import dataclasses
+import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from exporter import manifests
-from exporter.garbage import OTHER, BlobSizes, Estimator, Owner, Reclaim
+from exporter.garbage import OTHER, BlobSizes, Estimator, Owner, Reclaim, short
 from exporter.manifests import ManifestError
 
 SCHEMA2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -233,22 +238,29 @@ def test_later_passes_parse_only_new_manifests_and_forget_gone_ones(store):
     assert estimator.estimate().manifests == 1
 
 
-def test_blob_sizes_refresh_equals_a_fresh_walk(store, monkeypatch):
+def flat(chunks) -> list[tuple[int, int]]:
+    return [(k, n) for keys, sizes in chunks for k, n in zip(keys, sizes)]
+
+
+def test_blob_sizes_refresh_says_what_came_and_went_and_stats_only_new_digests(store, monkeypatch):
     for _ in range(20):
         store.blob(os.urandom(8))
     sizes_ = BlobSizes(store.v2)
-    sizes_.refresh(now=2e9)
-    assert dict(sizes_) == {manifests.key(d): n for d, n in store.sizes.items()}
-    added = store.blob(b"new")
-    removed = next(iter(store.sizes))
-    shutil.rmtree(store.v2 / "blobs/sha256" / removed[7:9] / removed[7:])
-    del store.sizes[removed]
+    added, removed = sizes_.refresh(now=2e9)
+    assert dict(sizes_) == dict(flat(added)) == {short(manifests.key(d)): n for d, n in store.sizes.items()}
+    assert removed == [] and (sizes_.blobs, sizes_.bytes) == (20, 160)
+    new = store.blob(b"new")
+    gone = next(iter(store.sizes))
+    shutil.rmtree(store.v2 / "blobs/sha256" / gone[7:9] / gone[7:])
     stats = []
     real_size = BlobSizes._size
     monkeypatch.setattr(BlobSizes, "_size", lambda self, p: stats.append(p) or real_size(self, p))
-    sizes_.refresh(now=2e9)
-    assert dict(sizes_) == {manifests.key(d): n for d, n in store.sizes.items()}
-    assert stats == [str(store.v2 / "blobs/sha256" / added[7:9] / added[7:] / "data")]
+    added, removed = sizes_.refresh(now=2e9)
+    assert flat(added) == [(short(manifests.key(new)), 3)] and flat(removed) == [(short(manifests.key(gone)), 8)]
+    del store.sizes[gone]
+    assert dict(sizes_) == {short(manifests.key(d)): n for d, n in store.sizes.items()}
+    assert stats == [str(store.v2 / "blobs/sha256" / new[7:9] / new[7:] / "data")]
+    assert sizes_.size(short(manifests.key(new))) == 3 and sizes_.size(short(manifests.key(gone))) is None
 
 
 # --- ownership -----------------------------------------------------------------------------------------
@@ -285,3 +297,86 @@ def test_reclaimable_takes_a_mode(store):
 
 def _data(store: Store, d: str) -> bytes:
     return (store.v2 / "blobs/sha256" / d[7:9] / d[7:] / "data").read_bytes()
+
+
+# --- incremental passes --------------------------------------------------------------------------------
+
+def trusting(clock_skew: float = 3600.0):
+    """A clock far enough ahead that no stat key is too recent to trust: every cache shortcut is taken."""
+    return lambda: time.time() + clock_skew
+
+
+def test_a_later_pass_reads_only_the_links_that_changed(store, monkeypatch):
+    from exporter import garbage
+    for repo in ("a", "b", "c"):
+        store.image(repo, [store.layer(repo, 10)], tag="v1")
+    estimator = Estimator(store.v2, clock=trusting())
+    estimator.estimate()
+    time.sleep(0.02)  # past the filesystem's timestamp tick
+    store.image("b", [store.layer("b", 20)], tag="v2")
+    read = []
+    real = garbage._read_link
+    monkeypatch.setattr(garbage, "_read_link", lambda path, errors: read.append(path) or real(path, errors))
+    again = estimator.estimate()
+    assert again.parsed == 1 and len(read) == 2  # the new revision's link and the new tag's
+    assert all("/repositories/b/" in p for p in read)
+    assert again == dataclasses.replace(Estimator(store.v2).estimate(), parsed=1)
+
+
+OPS = ("push", "push", "index", "retag", "untag", "delete", "drop_repo", "remove_blob", "orphan")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 10 ** 6)), min_size=1, max_size=14))
+def test_incremental_passes_equal_a_pass_from_scratch(tmp_path_factory, steps):
+    """Pushes, deletes, re-tags, repository removal and blob removal, estimated after each step by one
+    long-lived estimator and by a fresh one: the same answer."""
+    store = Store(tmp_path_factory.mktemp("store"))
+    estimator = Estimator(store.v2, clock=trusting())
+    pushed: dict[str, list[str]] = {}
+    for op, seed in steps:
+        _step(store, pushed, op, random.Random(seed))
+        time.sleep(0.012)  # changes after the estimate land in a later timestamp tick, as in service
+        incremental = estimator.estimate()
+        fresh = Estimator(store.v2).estimate()
+        assert dataclasses.replace(incremental, parsed=0) == dataclasses.replace(fresh, parsed=0), (op, steps)
+    estimator.close()
+
+
+def _step(store: Store, pushed: dict[str, list[str]], op: str, rnd: random.Random) -> None:
+    repo = rnd.choice(("a", "b", "team/c"))
+    mine = pushed.setdefault(repo, [])
+    layers = [d for d in store.sizes if store.sizes[d] < 100]  # layers are small, manifests are not
+    if op == "push" or (op in ("retag", "delete") and not mine):
+        reuse = rnd.sample(layers, min(len(layers), rnd.randint(0, 2)))
+        fresh = [store.layer(repo, rnd.randint(1, 99)) for _ in range(rnd.randint(0, 2))]
+        for d in reuse:
+            store._link(store.v2 / "repositories" / repo / "_layers/sha256" / d[7:], d)
+        mine.append(store.image(repo, reuse + fresh, tag=rnd.choice((None, "v1", "v2"))))
+    elif op == "index":
+        children = [store.image(repo, [store.layer(repo, rnd.randint(1, 99))], media_type=OCI) for _ in range(2)]
+        mine += children
+        mine.append(store.manifest(repo, {"schemaVersion": 2, "mediaType": INDEX,
+                                          "manifests": [{"digest": d} for d in children]}, tag="multi"))
+    elif op == "retag":
+        store.tag(repo, rnd.choice(("v1", "v2", "multi")), rnd.choice(mine))
+    elif op == "untag":
+        tags = store.v2 / "repositories" / repo / "_manifests/tags"
+        if tags.is_dir() and any(tags.iterdir()):
+            store.untag(repo, rnd.choice(sorted(p.name for p in tags.iterdir())))
+    elif op == "delete":  # as the registry's API does: the revision link goes, and the tags naming it
+        d = rnd.choice(mine)
+        (store.v2 / "repositories" / repo / "_manifests/revisions/sha256" / d[7:] / "link").unlink(missing_ok=True)
+        tags = store.v2 / "repositories" / repo / "_manifests/tags"
+        for tag in list(tags.iterdir()) if tags.is_dir() else ():
+            if (tag / "current/link").read_text() == d:
+                shutil.rmtree(tag)
+    elif op == "drop_repo":
+        shutil.rmtree(store.v2 / "repositories" / repo, ignore_errors=True)
+        mine.clear()
+    elif op == "remove_blob" and store.sizes:  # as garbage collection does, or anything else
+        d = rnd.choice(sorted(store.sizes))
+        shutil.rmtree(store.v2 / "blobs/sha256" / d[7:9] / d[7:])
+        del store.sizes[d]
+    elif op == "orphan":
+        store.blob(os.urandom(rnd.randint(1, 300)))
