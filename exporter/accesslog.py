@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 APP, ACCESS = "app", "access"
 READ_STATUSES = (200, 206)
@@ -121,21 +122,26 @@ class LogTail:
 
     def lines(self) -> list[bytes]:
         """Raises OSError when the log cannot be opened (absent, permission denied)."""
+        return [line for batch in self.batches() for line in batch]
+
+    def batches(self) -> Iterator[list[bytes]]:
+        """The new lines, a chunk's worth at a time; raises OSError as ``lines``."""
         if self._file is None:
             self._open(first=True)
-            return self._drain()
-        out = self._drain()
+            yield from self._drain()
+            return
+        yield from self._drain()
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return out  # rotated, its successor not created yet: keep the old file
+            return  # rotated, its successor not created yet: keep the old file
         if (st.st_dev, st.st_ino) != self._id:
             self.close()
             self._open(first=False)
         elif st.st_size < self._file.tell():  # copytruncate
             self._file.seek(0)
             self._partial = b""
-        return out + self._drain()
+        yield from self._drain()
 
     def close(self) -> None:
         if self._file is not None:
@@ -152,8 +158,7 @@ class LogTail:
             f.seek(start)
             f.readline()  # the first line read from the middle is a fragment
 
-    def _drain(self) -> list[bytes]:
-        out: list[bytes] = []
+    def _drain(self) -> Iterator[list[bytes]]:
         read = 0
         while read < self.MAX_READ:
             chunk = self._file.read(self.CHUNK)
@@ -164,5 +169,4 @@ class LogTail:
             self._partial = parts.pop()
             if len(self._partial) > self.MAX_LINE:
                 self._partial = b""
-            out.extend(parts)
-        return out
+            yield parts

@@ -24,6 +24,11 @@ Which manifests and tags count, as Distribution reads the store:
   deletes their layers and configs (distribution#3004, #3178);
   ``untagged_distribution28`` is what 2.8 frees, for comparison.
 
+A manifest Distribution cannot read, or a link that is not a digest, is
+counted in ``errors``: Distribution's collector stops on it and frees nothing,
+and the estimate is a lower bound of what it frees once that manifest is
+deleted (every digest its bytes still name counts as used).
+
 The estimate is incremental: the mark state is kept between passes, and a
 pass costs what changed since the last one.
 
@@ -34,10 +39,11 @@ pass costs what changed since the last one.
   sorted ``array('Q')``; a global count per key and level says how many
   repositories mark it, and which one when only one does (the XOR of their
   ids). A pass stats every revision directory and current tag link, reads a
-  link only when its stat changed, and recomputes only repositories where some
-  link changed, adjusting the counts by the difference.
+  link only when its stat changed, and looks again only at repositories where
+  some link changed: one that only gained links adds what the new ones mark;
+  any other is recomputed and the counts move by the difference.
 - Blob sizes (``BlobSizes``) are kept per 2-hex prefix directory as sorted
-  packed keys and an ``array('Q')`` of sizes; inotify names the digest
+  ``array('Q')`` keys and sizes (16 bytes a blob); inotify names the digest
   directories created since the last pass, a changed prefix without it is
   listed, and only new digests are stat-ed. The blobs added and removed are
   handed to the marks.
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from array import array
 from bisect import bisect_left
@@ -71,6 +78,9 @@ DEFAULT_TOP = 20
 _NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 _KEPT_BY_ALL, _KEPT_UNLESS_28, _KEPT_IF_UNREFERENCED = 2, 1, 0  # how far a mark reaches, by mode
 _BITS, _COUNT = 21, (1 << 21) - 1  # per key: how many repositories mark it at each level, 21 bits each
+_LOW = (1 << 64) - 1
+_ERRORS_AT = 130  # bit of a link entry where its error count starts
+_ALG = {64: "sha256", 96: "sha384", 128: "sha512"}  # by the length of the hex
 
 
 @dataclass(frozen=True)
@@ -123,8 +133,10 @@ class _Repo:
     id: int
     name: str
     listings: dict = field(default_factory=dict)  # directory -> (stat key, names)
-    revisions: dict = field(default_factory=dict)  # <hex> -> (stat hash, full key or None, errors)
-    tags: dict = field(default_factory=dict)  # tag -> (stat hash, full key or None, errors)
+    revisions: dict = field(default_factory=dict)  # <hex> -> _link_entry
+    tags: dict = field(default_factory=dict)  # tag -> _link_entry
+    fulls: dict = field(default_factory=dict)  # key -> full key, of the links read this pass
+    tagged: array = field(default_factory=lambda: _EMPTY)  # present manifests a tag names, sorted
     present: array = field(default_factory=lambda: _EMPTY)  # manifests of its revisions that could be read, sorted
     levels: tuple = (_EMPTY, _EMPTY, _EMPTY)  # never changed in place; keys it marks at least at level 0, 1, 2; sorted
     bytes: int = 0
@@ -143,7 +155,9 @@ class Estimator:
         self.clock = clock
         self.sizes = BlobSizes(self.v2)
         self._marks = _Marks(self.sizes)
-        self._manifests: dict[int, list] = {}  # key -> [references array('Q'), damaged, repositories using it]
+        self._manifests: dict[int, array] = {}  # key -> the keys it references, sorted
+        self._damaged: set[int] = set()  # manifests Distribution cannot read
+        self._prune = False  # a repository stopped linking a manifest: forget those none links
         self._repos: dict[str, _Repo] = {}
         self._tree: dict[str, tuple] = {}  # directory under repositories/ -> (stat key, subdirectories, repository?)
         self._ids = 0
@@ -158,6 +172,8 @@ class Estimator:
             for k, n in zip(keys, sizes):
                 self._marks.blob(k, -n)
                 if k in self._manifests:  # a manifest's blob went: the repositories linking it skip it now
+                    del self._manifests[k]
+                    self._damaged.discard(k)
                     for repo in self._repos.values():
                         repo.unresolved |= _contains(repo.present, k)
         if self._marks.counts:  # nothing is marked before the first pass has read the repositories
@@ -169,7 +185,7 @@ class Estimator:
         parsed = 0
         for gone in set(self._repos).difference(names):
             repo = self._repos.pop(gone)
-            self._apply(repo, _EMPTY, (_EMPTY, _EMPTY, _EMPTY))
+            self._apply(repo, set(), (set(), set(), set()))
             del self._marks.repos[repo.id]
         for name in names:
             repo = self._repos.get(name)
@@ -179,10 +195,12 @@ class Estimator:
             parsed += self._refresh(repo, now)
             errors[0] += repo.errors
         self._marks.counts.merge()
+        if self._prune:
+            self._forget()
         m = self._marks
         total, total_bytes = self.sizes.blobs, self.sizes.bytes
         reclaim = [Reclaim(total - m.kept[level], total_bytes - m.kept_bytes[level]) for level in range(3)]
-        damaged = sum(1 for entry in self._manifests.values() if entry[1])
+        damaged = len(self._damaged)
         return Estimate(reclaim[_KEPT_IF_UNREFERENCED], reclaim[_KEPT_UNLESS_28], reclaim[_KEPT_BY_ALL],
                         self._owners(), total, total_bytes, len(self._manifests), parsed,
                         errors[0] + self.sizes.errors + damaged)
@@ -236,48 +254,58 @@ class Estimator:
         """Look at a repository's links again; recompute what it marks when one changed. Manifests parsed."""
         mdir = f"{self.v2}/repositories/{repo.name}/_manifests"
         errors = [0]
-        changed = self._links(repo, "revisions", f"{mdir}/revisions", 2, now, errors)
-        changed |= self._links(repo, "tags", f"{mdir}/tags", 1, now, errors)
-        repo.errors = errors[0] + sum(e for _, _, e in repo.revisions.values()) + \
-            sum(e for _, _, e in repo.tags.values())
-        if not (changed or repo.unresolved):
+        revisions, only_added = self._links(repo, "revisions", f"{mdir}/revisions", 2, now, errors)
+        tags, tags_only_added = self._links(repo, "tags", f"{mdir}/tags", 1, now, errors)
+        repo.errors = errors[0]
+        if not (revisions or tags or repo.unresolved):
             return 0
-        return self._recompute(repo)
+        if only_added and tags_only_added and not repo.unresolved and repo.present:
+            return self._add(repo, mdir)  # pushes: what it marks only grows
+        return self._recompute(repo, mdir)
 
-    def _links(self, repo: _Repo, kind: str, root: str, depth: int, now: float, errors: list[int]) -> bool:
-        """Refresh ``repo.revisions`` (alg/hex/link) or ``repo.tags`` (tag/current/link); True when one changed."""
+    def _links(self, repo: _Repo, kind: str, root: str, depth: int, now: float,
+               errors: list[int]) -> tuple[bool, bool]:
+        """Refresh ``repo.revisions`` (alg/hex/link) or ``repo.tags`` (tag/current/link): (some link changed, and
+        all changes are new links)."""
         known: dict = getattr(repo, kind)
         links, listings = {}, {}
         level = [(root, "")]
         for _ in range(depth):  # the directories holding links, listed again only when their stat changed
             below = []
-            for directory, rel in level:
+            for directory, _ in level:
                 entry = self._listing_names(directory, repo.listings.get(directory), now, errors)
                 if entry is not None:
                     listings[directory] = entry
                     below += [(f"{directory}/{n}", n) for n in entry[1]]  # names shared with the listing
             level = below
-        changed = False
+        changed = modified = False
         link = "/link" if kind == "revisions" else "/current/link"
-        for directory, rel in level:
+        for directory, name in level:
             path = directory if kind == "revisions" else directory + link  # a revision's directory changes
             key = _stat_key(path, now, errors)  # when its link is deleted
             if key is False:
                 continue  # a deleted revision leaves its directory without a link; a tag without current
-            old = known.get(rel)
-            if old is not None and key is not None and old[0] == key:
-                links[rel] = old
+            old = known.get(name)
+            if old is not None and key is not None and old & 1 and (old >> 1) & _LOW == key & _LOW:
+                links[name] = old
+                errors[0] += old >> _ERRORS_AT
                 continue
             link_errors = [0]
             full = _read_link(directory + link, link_errors)
-            links[rel] = (key, full, link_errors[0])
-            changed |= old is None or old[1] != full
-        changed |= len(links) != len(known) or any(p not in links for p in known)
+            k = None if full is None else short(full)
+            if full is not None:
+                repo.fulls[k] = full
+            links[name] = _link_entry(key, k, link_errors[0])
+            errors[0] += link_errors[0]
+            changed |= old is None or _link_key(old) != k
+            modified |= old is not None and _link_key(old) != k
+        modified |= any(p not in links for p in known)
+        changed |= modified
         repo.listings.update(listings)
         for stale in [d for d in repo.listings if d.startswith(root) and d not in listings]:
             del repo.listings[stale]
         setattr(repo, kind, links)
-        return changed
+        return changed, not modified
 
     @staticmethod
     def _listing_names(directory: str, known: tuple | None, now: float, errors: list[int]) -> tuple | None:
@@ -289,45 +317,84 @@ class Estimator:
         names = _list(directory, errors)
         return None if names is None else (key, tuple(names))
 
-    def _recompute(self, repo: _Repo) -> int:
-        """What the repository marks at each level, from its links; the counts adjusted by the difference."""
+    def _present(self, repo: _Repo, mdir: str, skip: set[int]) -> tuple[set[int], int]:
+        """The repository's manifests that can be read, but those in ``skip``; how many were parsed."""
         parsed, repo.unresolved = 0, False
+        known = self._manifests
         present = set()
-        for _, full, _ in repo.revisions.values():
-            if full is None:
+        for name, entry in repo.revisions.items():
+            k = _link_key(entry)
+            if k is None or k in skip:
                 continue
-            k = short(full)
-            if k in self._manifests and self.sizes.size(k) is None:
-                repo.unresolved = True  # its blob is gone: skipped, as a link to a missing blob is
-                continue
-            if k not in self._manifests:
-                got = self._read_manifest(full, repo)
+            if k not in known:
+                full = repo.fulls.get(k) or _read_link(f"{mdir}/revisions/{_ALG.get(len(name))}/{name}/link", [0])
+                got = None if full is None else self._read_manifest(full, repo)
                 if got is None:
                     continue
                 parsed += 1
-                self._manifests[k] = [got[0], got[1], 0]
+                known[k] = got
             present.add(k)
-        tagged = {short(full) for _, full, _ in repo.tags.values() if full is not None} & present
+        repo.fulls = {}
+        return present, parsed
+
+    def _children(self, tagged: set[int], present: set[int]) -> set[int]:
+        """What the children of tagged lists and indexes that are manifests of this repository reference, and
+        their children's, recursively."""
         known = self._manifests
-        used = set(present)
-        for k in present:
-            used.update(known[k][0])
-        kept = set(tagged)
-        for k in tagged:  # what 2.8 marks: tagged manifests and their direct references
-            kept.update(known[k][0])
-        # children of kept lists and indexes that are manifests of this repository, and theirs, recursively
-        children, seen, stack = set(), set(tagged), list(tagged)
+        children, seen = set(), set(tagged)
+        stack = [k for k in tagged if not present.isdisjoint(known[k])]  # image manifests have no children
         while stack:
-            for ref in known[stack.pop()][0]:
+            for ref in known[stack.pop()]:
                 if ref in present and ref not in seen:
                     seen.add(ref)
                     stack.append(ref)
-                    children.update(known[ref][0])
-        levels = (used, children | kept, kept)
-        self._apply(repo, array("Q", sorted(present)), tuple(array("Q", sorted(s)) for s in levels))
+                    children.update(known[ref])
+        return children
+
+    def _add(self, repo: _Repo, mdir: str) -> int:
+        """Only new links since the last pass: add what they mark, without recomputing the rest."""
+        known = self._manifests
+        before = set(repo.present)
+        new, parsed = self._present(repo, mdir, before)
+        present = before | new
+        tagged = {k for k in map(_link_key, repo.tags.values()) if k is not None} & present
+        added = [set(new), set(), tagged.difference(repo.tagged)]
+        for k in new:
+            added[0].update(known[k])
+        for k in list(added[2]):
+            added[2].update(known[k])
+        added[1] = self._children(tagged, present) | added[2]
+        changes: dict[int, list[int]] = {}
+        for level, keys in enumerate(added):
+            old = repo.levels[level]
+            for k in keys:
+                if not _contains(old, k):
+                    changes.setdefault(k, [0, 0, 0])[level] = 1
+        for k, (d0, d1, d2) in changes.items():
+            self._marks.change(k, repo, d0, d1, d2)
+        repo.levels = tuple(_union(old, sorted(k for k, d in changes.items() if d[level]))
+                            for level, old in enumerate(repo.levels))
+        repo.present = _union(repo.present, sorted(new))
+        repo.tagged = array("Q", sorted(tagged))
         return parsed
 
-    def _read_manifest(self, full: bytes, repo: _Repo) -> tuple[array, bool] | None:
+    def _recompute(self, repo: _Repo, mdir: str) -> int:
+        """What the repository marks at each level, from its links; the counts adjusted by the difference."""
+        known = self._manifests
+        present, parsed = self._present(repo, mdir, set())
+        tagged = {k for k in map(_link_key, repo.tags.values()) if k is not None} & present
+        repo.tagged = array("Q", sorted(tagged))
+        used = set(present)
+        for k in present:
+            used.update(known[k])
+        kept = set(tagged)
+        for k in tagged:  # what 2.8 marks: tagged manifests and their direct references
+            kept.update(known[k])
+        children = self._children(tagged, present)
+        self._apply(repo, present, (used, children | kept, kept))
+        return parsed
+
+    def _read_manifest(self, full: bytes, repo: _Repo) -> array | None:
         try:
             content = blob_path(self.v2, full).read_bytes()
         except FileNotFoundError:
@@ -338,40 +405,41 @@ class Estimator:
             repo.errors += 1
             return None
         try:
-            found, damaged = manifests.parse(content), False
+            found = manifests.parse(content)
         except ManifestError:
-            found, damaged = manifests.salvage(content), True
-        return array("Q", sorted({short(k) for k in found.references()})), damaged
+            found = manifests.salvage(content)
+            self._damaged.add(short(full))
+        return array("Q", sorted({short(k) for k in found.references()}))
 
-    def _apply(self, repo: _Repo, present: array, levels: tuple) -> None:
+    def _apply(self, repo: _Repo, present: set[int], levels: tuple[set, set, set]) -> None:
         """Replace what ``repo`` marks by ``levels``, adjusting the counts of the keys that differ."""
-        for before, after in zip(repo.levels, levels):
-            if before != after:
-                break
-        else:
-            self._use(repo.present, present)
-            repo.present = present
-            return
+        self._prune |= not present.issuperset(repo.present)
+        repo.present = array("Q", sorted(present))
         old = [set(a) for a in repo.levels]
-        new = [set(a) for a in levels]
-        for k in (old[0] ^ new[0]) | (old[1] ^ new[1]) | (old[2] ^ new[2]):
-            self._marks.change(k, repo, *((k in n) - (k in o) for o, n in zip(old, new)))
-        repo.levels = levels
-        self._use(repo.present, present)
-        repo.present = present
-
-    def _use(self, before: array, after: array) -> None:
-        """Count which repositories use each cached manifest; forget those none uses."""
-        if before == after:
+        if old == list(levels):
             return
-        old, new = set(before), set(after)
-        for k in new - old:
-            self._manifests[k][2] += 1
-        for k in old - new:
-            entry = self._manifests[k]
-            entry[2] -= 1
-            if entry[2] <= 0:
-                del self._manifests[k]
+        for k in (old[0] ^ levels[0]) | (old[1] ^ levels[1]) | (old[2] ^ levels[2]):
+            self._marks.change(k, repo, *((k in n) - (k in o) for o, n in zip(old, levels)))
+        repo.levels = tuple(array("Q", sorted(level)) for level in levels)
+
+    def _forget(self) -> None:
+        """Drop the manifests no repository links any more."""
+        wanted = set().union(*(r.present for r in self._repos.values()))
+        for k in set(self._manifests).difference(wanted):
+            del self._manifests[k]
+        self._damaged &= wanted
+        self._prune = False
+
+
+def _link_entry(stat: int | None, k: int | None, errors: int) -> int:
+    """One int per link: bit 0 the stat is trusted, then its hash, the link's key + 1 (0: none), its errors."""
+    return (stat is not None) | (0 if stat is None else stat & _LOW) << 1 | \
+        (0 if k is None else k + 1) << 65 | errors << _ERRORS_AT
+
+
+def _link_key(entry: int) -> int | None:
+    k = (entry >> 65) & ((1 << 65) - 1)
+    return k - 1 if k else None
 
 
 class _Marks:
@@ -440,7 +508,7 @@ class _Counts:
 
     def __init__(self):
         self.keys, self.values, self.owners = array("Q"), array("Q"), array("L")
-        self._new: dict[int, tuple[int, int]] = {}
+        self._new: dict[int, int] = {}  # key -> value | xor << 64
 
     def __bool__(self) -> bool:
         return bool(self.keys or self._new)
@@ -448,7 +516,7 @@ class _Counts:
     def get(self, k: int) -> tuple[int, int]:
         got = self._new.get(k)
         if got is not None:
-            return got
+            return got & _LOW, got >> 64
         at = bisect_left(self.keys, k)
         if at < len(self.keys) and self.keys[at] == k:
             return self.values[at], self.owners[at]
@@ -459,15 +527,18 @@ class _Counts:
         if at < len(self.keys) and self.keys[at] == k:
             self.values[at], self.owners[at] = value, xor
         else:
-            self._new[k] = (value, xor)
+            self._new[k] = value | xor << 64
+            if len(self._new) > max(4096, len(self.keys) // 4):  # bounded, and O(1) merge work a key
+                self.merge()
 
     def merge(self) -> None:
         """Fold the pass's new keys into the arrays; drop the zeros once they are an eighth of them."""
-        new = sorted((k, v, x) for k, (v, x) in self._new.items() if v)
+        new = sorted((k, v) for k, v in self._new.items() if v & _LOW)
         self._new = {}
         if new:
             keys, values, owners, start = array("Q"), array("Q"), array("L"), 0
-            for k, v, x in new:
+            for k, packed in new:
+                v, x = packed & _LOW, packed >> 64
                 at = bisect_left(self.keys, k, start)
                 keys += self.keys[start:at]
                 values += self.values[start:at]
@@ -485,6 +556,20 @@ class _Counts:
             self.keys = array("Q", (self.keys[i] for i in kept))
             self.values = array("Q", (self.values[i] for i in kept))
             self.owners = array("L", (self.owners[i] for i in kept))
+
+
+def _union(keys: array, new: list[int]) -> array:
+    """The sorted ``keys`` with the sorted ``new`` ones (none of them in ``keys``) merged in."""
+    if not new:
+        return keys
+    out, start = array("Q"), 0
+    for k in new:
+        at = bisect_left(keys, k, start)
+        out += keys[start:at]
+        out.append(k)
+        start = at
+    out += keys[start:]
+    return out
 
 
 def _contains(keys: array, k: int) -> bool:
@@ -654,7 +739,7 @@ class BlobSizes:
                 dirty: bool, added: Blobs, removed: Blobs) -> _Prefix | None:
         try:
             st = os.stat(path, follow_symlinks=False)
-            if (st.st_mode & 0o170000) != 0o040000:
+            if not stat.S_ISDIR(st.st_mode):
                 return None
             key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
             if known is not None and known.key == key and not known.pending:
@@ -711,7 +796,7 @@ class BlobSizes:
         except OSError:
             self.errors += 1
             return None
-        return st.st_size if (st.st_mode & 0o170000) == 0o100000 else None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")

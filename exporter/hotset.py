@@ -4,11 +4,12 @@ Methods, best first (docs/workload.md states each one's accuracy):
 
 - ``log``: the registry's request log (exporter/accesslog.py). Every blob GET
   answered 200/206 marks its digest read at the line's time; the last read
-  time of each digest is kept (32-byte key -> int seconds, pruned beyond
-  24 h) and sizes come from a stat of the blob's data file, cached per
-  digest (a digest's content never changes). Exact for both windows once
-  the log has been followed for 24 h; before that the 24 h figure is a lower
-  bound and ``covered_seconds`` says how far back it sees.
+  time and size of each digest are kept packed (LastReads, 20 bytes a digest,
+  pruned beyond 24 h), the size from one stat of the blob's data file when
+  the digest is first seen (a digest's content never changes). Exact for
+  both windows once the log has been followed for 24 h; before that the
+  24 h figure is a lower bound and ``covered_seconds`` says how far back it
+  sees.
 - ``atime``: a walk of the store's data files. Under ``strictatime`` atime is
   the last read: both windows. Under ``relatime`` (most mounts) the kernel
   refreshes atime at the first read after a write and then at most once per
@@ -26,7 +27,10 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import compress
 from pathlib import Path
 
 from .accesslog import APP, LogTail, blob_path, parse_line
@@ -59,48 +63,89 @@ def atime_policy(flags: int) -> str:
 
 
 class LastReads:
-    """Each digest's last read time, and its size, for the last 24 h."""
+    """Each digest's last read time, and its size, for the last 24 h, packed in 20 bytes a digest.
+
+    A dict of digest -> time beside one of digest -> size took about 200 bytes a digest:
+    10 MiB for a 50,000-blob day on a 1M-blob store, five times the workload budget
+    (docs/performance.md). Here three parallel arrays sorted by the digest's first 8 bytes
+    (a collision among a few million random digests is below 1e-6) hold the time and the
+    size; digests first read since the last merge wait in a small dict. Sizes are a stat of
+    the data file when a digest is first seen (its content never changes), -1 when it has
+    none in this store.
+    """
+
+    MERGE = 1024  # new digests held unpacked before a merge (about 200 bytes each meanwhile)
 
     def __init__(self, v2: Path):
         self.v2 = v2
-        self.last: dict[bytes, int] = {}
-        self.sizes: dict[bytes, int] = {}  # -1: no data file in this store
+        self.keys = array("Q")  # sorted digest prefixes
+        self.times = array("I")  # unix seconds: fits until 2106
+        self.sizes = array("q")
+        self.fresh: dict[int, list[int]] = {}  # prefix -> [time, size], not yet merged
         self.oldest: int | None = None  # the earliest read seen
 
     def note(self, digest: bytes, when: int) -> None:
-        if when > self.last.get(digest, -1):
-            self.last[digest] = when
+        key = int.from_bytes(digest[:8], "big")
+        i = bisect_left(self.keys, key)
+        if i < len(self.keys) and self.keys[i] == key:
+            self.times[i] = max(self.times[i], when)
+        elif key in self.fresh:
+            entry = self.fresh[key]
+            entry[0] = max(entry[0], when)
+        else:
+            self.fresh[key] = [when, _size(self.v2, digest)]
+            if len(self.fresh) >= self.MERGE:
+                self._merge()
         self.oldest = when if self.oldest is None else min(self.oldest, when)
 
+    def last_read(self, digest: bytes) -> int | None:
+        key = int.from_bytes(digest[:8], "big")
+        i = bisect_left(self.keys, key)
+        if i < len(self.keys) and self.keys[i] == key:
+            return self.times[i]
+        return self.fresh[key][0] if key in self.fresh else None
+
     def prune(self, now: float) -> None:
-        cutoff = now - HORIZON
-        for digest in [d for d, t in self.last.items() if t < cutoff]:
-            del self.last[digest]
-            self.sizes.pop(digest, None)
+        """Merges the new digests and drops those last read more than 24 h before ``now``."""
+        self._merge()
+        keep = bytes(t >= now - HORIZON for t in self.times)
+        if keep.count(0):
+            self.keys, self.times, self.sizes = (array(a.typecode, compress(a, keep))
+                                                 for a in (self.keys, self.times, self.sizes))
 
     def window(self, now: float, seconds: int) -> tuple[Window, int]:
         """(bytes and blobs read within ``seconds`` before ``now``, digests without a data file)."""
-        total = blobs = unsized = 0
-        for digest, when in self.last.items():
-            if when < now - seconds:
-                continue
-            size = self._size(digest)
-            if size < 0:
-                unsized += 1
-                continue
-            total += size
-            blobs += 1
-        return Window(total, blobs), unsized
+        cutoff = now - seconds
+        sizes = [s for t, s in zip(self.times, self.sizes) if t >= cutoff]
+        sizes += [s for t, s in self.fresh.values() if t >= cutoff]
+        unsized = sizes.count(-1)
+        return Window(sum(sizes) + unsized, len(sizes) - unsized), unsized  # + unsized: their -1s
 
-    def _size(self, digest: bytes) -> int:
-        size = self.sizes.get(digest)
-        if size is None:
-            try:
-                size = os.stat(blob_path(self.v2, digest)).st_size
-            except OSError:
-                size = -1
-            self.sizes[digest] = size
-        return size
+    def _merge(self) -> None:
+        if not self.fresh:
+            return
+        keys, times, sizes = array("Q"), array("I"), array("q")
+        done = 0
+        for key, (when, size) in sorted(self.fresh.items()):
+            i = bisect_left(self.keys, key, done)
+            keys.extend(self.keys[done:i])
+            times.extend(self.times[done:i])
+            sizes.extend(self.sizes[done:i])
+            keys.append(key)
+            times.append(when)
+            sizes.append(size)
+            done = i
+        keys.extend(self.keys[done:])
+        times.extend(self.times[done:])
+        sizes.extend(self.sizes[done:])
+        self.keys, self.times, self.sizes, self.fresh = keys, times, sizes, {}
+
+
+def _size(v2: Path, digest: bytes) -> int:
+    try:
+        return os.stat(blob_path(v2, digest)).st_size
+    except OSError:
+        return -1
 
 
 class LogHotSet:
@@ -114,13 +159,14 @@ class LogHotSet:
 
     def update(self) -> None:
         """Reads the lines written since the last call; raises OSError when the log cannot be read."""
-        for raw in self.tail.lines():
-            if b"/blobs/" not in raw:  # cheap filter before decoding: most lines are not blob reads
-                continue
-            read = parse_line(raw.decode("utf-8", "replace"))
-            if read is not None:
-                self.reads.note(read.digest, read.time)
-                self.served[read.kind] += read.written
+        for batch in self.tail.batches():  # a chunk's lines at a time: a 64 MiB backlog is never held whole
+            for raw in batch:
+                if b"/blobs/" not in raw:  # cheap filter before decoding: most lines are not blob reads
+                    continue
+                read = parse_line(raw.decode("utf-8", "replace"))
+                if read is not None:
+                    self.reads.note(read.digest, read.time)
+                    self.served[read.kind] += read.written
 
     def served_bytes(self) -> int:
         """Bytes of blobs served since the exporter started following: app lines when the log has them."""

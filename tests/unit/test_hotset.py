@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -111,7 +113,41 @@ def test_windows_count_distinct_digests_once_with_their_sizes(tmp_path):
     assert reads.window(now, 3600) == (hotset.Window(1000, 1), 1)
     assert reads.window(now, 86400) == (hotset.Window(1300, 2), 1)
     reads.prune(now)
-    assert bytes.fromhex(c) not in reads.last and bytes.fromhex(a) in reads.last
+    assert reads.last_read(bytes.fromhex(c)) is None and reads.last_read(bytes.fromhex(a)) == now - 10
+    assert reads.window(now, 86400) == (hotset.Window(1300, 2), 1)
+
+
+def test_last_reads_stay_right_across_merges(tmp_path, monkeypatch):
+    monkeypatch.setattr(hotset.LastReads, "MERGE", 3)
+    reads = hotset.LastReads(tmp_path)  # no data files: every digest unsized
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(10)]
+    for i, digest in enumerate(digests):
+        reads.note(digest, 1000 + i)
+    reads.note(digests[0], 5000)
+    reads.note(digests[9], 10)  # an older line of a digest already seen: the later read stays
+    assert [reads.last_read(d) for d in digests] == [5000, *range(1001, 1010)]
+    assert list(reads.keys) == sorted(reads.keys)
+    assert reads.window(5000, 86400) == (hotset.Window(0, 0), 10)
+
+
+def test_a_days_reads_on_a_big_store_take_a_few_dozen_bytes_a_digest(tmp_path):
+    """The budget: 2 MiB more for a 1M-blob store whose day reads 5 % of it (docs/performance.md)."""
+    reads = hotset.LastReads(tmp_path)
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(50_000)]
+    tracemalloc.start()
+    for i, digest in enumerate(digests):
+        reads.note(digest, T + i)
+    reads.prune(T + 50_000)
+    kept = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert kept < 50_000 * 32
+
+
+def test_the_log_is_read_a_chunk_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(LogTail, "CHUNK", 8)
+    log = tmp_path / "registry.log"
+    log.write_bytes(b"one\ntwo\nthree\nfour\n")
+    assert list(LogTail(log).batches()) == [[b"one", b"two"], [b"three"], [b"four"]]  # 8 bytes each
 
 
 def log_source(tmp_path: Path, lines: list[str], now: float) -> hotset.HotSetSource:
