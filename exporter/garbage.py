@@ -65,11 +65,11 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import inotify, manifests
 from .manifests import ManifestError
-from .scan import KEY, RACY_SECONDS, _is_real_dir, _key
+from .scan import KEY, RACY_SECONDS, digest_key, is_real_dir
 
 MODES = ("unreferenced", "untagged")
 OTHER = "(other)"
@@ -120,7 +120,7 @@ class Estimate:
 
 
 def short(k: bytes) -> int:
-    """The KEY-byte integer of a full key (manifests.key), as scan._key gives it for a digest directory."""
+    """The KEY-byte integer of a full key (manifests.key), as scan.digest_key gives it for a digest directory."""
     raw = k if len(k) == manifests.SHA256_BYTES else k.partition(b":")[2]
     return int.from_bytes(raw[:KEY], "big")
 
@@ -222,7 +222,7 @@ class Estimator:
         found, stack, tree = [], [top], {}
         while stack:
             directory = stack.pop()
-            entry = self._listing(directory, self._tree.get(directory), now, errors)
+            entry = _listing(directory, self._tree.get(directory), now, errors, _repository_entry)
             if entry is None:
                 continue
             tree[directory] = entry
@@ -236,19 +236,6 @@ class Estimator:
             stack.extend(f"{directory}/{n}" for n in reversed(subdirs))
         self._tree = tree
         return found
-
-    @staticmethod
-    def _listing(directory: str, known: tuple | None, now: float, errors: list[int]) -> tuple | None:
-        key = _stat_key(directory, now, errors)
-        if key is False:
-            return None
-        if known is not None and key is not None and known[0] == key:
-            return known
-        names = _list(directory, errors)
-        if names is None:
-            return None
-        subdirs = tuple(n for n in sorted(names) if not n.startswith("_") and _is_real_dir(directory, n))
-        return key, subdirs, "_layers" in names
 
     def _refresh(self, repo: _Repo, now: float) -> int:
         """Look at a repository's links again; recompute what it marks when one changed. Manifests parsed."""
@@ -273,7 +260,7 @@ class Estimator:
         for _ in range(depth):  # the directories holding links, listed again only when their stat changed
             below = []
             for directory, _ in level:
-                entry = self._listing_names(directory, repo.listings.get(directory), now, errors)
+                entry = _listing(directory, repo.listings.get(directory), now, errors)
                 if entry is not None:
                     listings[directory] = entry
                     below += [(f"{directory}/{n}", n) for n in entry[1]]  # names shared with the listing
@@ -306,16 +293,6 @@ class Estimator:
             del repo.listings[stale]
         setattr(repo, kind, links)
         return changed, not modified
-
-    @staticmethod
-    def _listing_names(directory: str, known: tuple | None, now: float, errors: list[int]) -> tuple | None:
-        key = _stat_key(directory, now, errors)
-        if key is False:
-            return None
-        if known is not None and key is not None and known[0] == key:
-            return known
-        names = _list(directory, errors)
-        return None if names is None else (key, tuple(names))
 
     def _present(self, repo: _Repo, mdir: str, skip: set[int]) -> tuple[set[int], int]:
         """The repository's manifests that can be read, but those in ``skip``; how many were parsed."""
@@ -608,6 +585,24 @@ def _stat_key(path: str, now: float, errors: list[int]):
     return hash((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))  # one int, not four, per link
 
 
+def _listing(directory: str, known: tuple | None, now: float, errors: list[int],
+             shape: Callable[[str, list[str]], tuple] = lambda _, names: (tuple(names),)) -> tuple | None:
+    """(key, *shape(names)) of a directory, ``known`` itself while its stat key is unchanged; None
+    when it cannot be read."""
+    key = _stat_key(directory, now, errors)
+    if key is False:
+        return None
+    if known is not None and key is not None and known[0] == key:
+        return known
+    names = _list(directory, errors)
+    return None if names is None else (key, *shape(directory, names))
+
+
+def _repository_entry(directory: str, names: list[str]) -> tuple[tuple[str, ...], bool]:
+    """A directory of the repositories tree: its subdirectories to walk, and whether it is a repository."""
+    return tuple(n for n in sorted(names) if not n.startswith("_") and is_real_dir(directory, n)), "_layers" in names
+
+
 def _read_link(path: str, errors: list[int]) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -727,13 +722,8 @@ class BlobSizes:
         return created, dirty
 
     def _watch(self, path: str) -> bool:
-        if self._watcher is None:
-            return False
-        try:
-            self._watcher.watch(path)
-            return True
-        except OSError:
-            return False  # out of watches: this prefix is listed when it changes
+        # out of watches (or none): this prefix is listed when it changes
+        return self._watcher is not None and self._watcher.try_watch(path)
 
     def _prefix(self, path: str, alg: str, known: _Prefix | None, now: float, created: dict[str, bool],
                 dirty: bool, added: Blobs, removed: Blobs) -> _Prefix | None:
@@ -758,7 +748,7 @@ class BlobSizes:
                 watched = self._watch(path)
                 listed = os.listdir(path)  # names only
                 names = dict.fromkeys(listed, False)
-                keys, sizes = _without(known.keys, known.sizes, {_key(n) for n in listed}, removed)
+                keys, sizes = _without(known.keys, known.sizes, {digest_key(n) for n in listed}, removed)
                 known = _Prefix(None, keys, sizes, watched=watched)
         except FileNotFoundError:
             return None
@@ -773,7 +763,7 @@ class BlobSizes:
                 continue
             k = int(name[:2 * KEY], 16)
             at = bisect_left(keys, k)
-            if (at < len(keys) and keys[at] == k) or not (is_dir or _is_real_dir(path, name)):
+            if (at < len(keys) and keys[at] == k) or not (is_dir or is_real_dir(path, name)):
                 continue
             n = self._size(f"{path}/{name}/data")
             if n is None:
@@ -803,7 +793,7 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def _without(keys: array, sizes: array, listed: set[bytes], removed: Blobs) -> tuple[array, array]:
-    """``keys`` and ``sizes`` without the blobs no longer ``listed`` (their scan._key), those appended to
+    """``keys`` and ``sizes`` without the blobs no longer ``listed`` (their scan.digest_key), those appended to
     ``removed``."""
     gone = [i for i, k in enumerate(keys) if k.to_bytes(KEY, "big") not in listed]
     if not gone:

@@ -40,6 +40,14 @@ class Watcher:
             raise OSError(err, os.strerror(err), path)
         self.paths[wd] = path
 
+    def try_watch(self, path: str) -> bool:
+        """``watch``, False instead of an error when it cannot (out of watches: the caller lists instead)."""
+        try:
+            self.watch(path)
+            return True
+        except OSError:
+            return False
+
     def read(self) -> list[tuple[str, int, str]]:
         """Pending events as (watched directory, mask, entry name); raises Overflow."""
         events = []

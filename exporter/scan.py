@@ -147,13 +147,8 @@ class Scanner:
                 self._dirty.add(path)
 
     def _watch(self, path: str) -> bool:
-        if self._watcher is None:
-            return False
-        try:
-            self._watcher.watch(path)
-            return True
-        except OSError:
-            return False  # out of watches: this prefix is listed when it changes
+        # out of watches (or none): this prefix is listed when it changes
+        return self._watcher is not None and self._watcher.try_watch(path)
 
     def scan(self, full: bool = False) -> Result:
         now = self.clock()
@@ -203,7 +198,7 @@ class Scanner:
                     found.update(self._created.get(entry.path, {}))
                 else:
                     names = os.listdir(entry.path)  # names only: four times cheaper than entries with types
-                    listed = {_key(n) for n in names}
+                    listed = {digest_key(n) for n in names}
                     if any(known.keys[i:i + KEY] not in listed for i in range(0, len(known.keys), KEY)):
                         found = None  # something was removed: measure the prefix again
                     else:
@@ -212,9 +207,9 @@ class Scanner:
                     watched = self._watch(entry.path)
                     new, where = [], {}
                     for name, is_dir in found.items():
-                        k = _key(name)
+                        k = digest_key(name)
                         at = _position(known.keys, k)
-                        if known.keys[at * KEY:(at + 1) * KEY] != k and (is_dir or _is_real_dir(entry.path, name)):
+                        if known.keys[at * KEY:(at + 1) * KEY] != k and (is_dir or is_real_dir(entry.path, name)):
                             new.append(name)
                             where[k] = at
                     blobs, size, errors, counted, pending = self._measure(entry.path, new, throttle)
@@ -250,7 +245,7 @@ class Scanner:
             try:
                 data = os.stat(f"{prefix}/{name}/data", follow_symlinks=False)
             except FileNotFoundError:
-                if _is_real_dir(prefix, name):
+                if is_real_dir(prefix, name):
                     pending.append(name)  # a digest directory still being written: look again next time
                 continue
             except OSError:
@@ -259,11 +254,11 @@ class Scanner:
             if stat.S_ISREG(data.st_mode):
                 blobs += 1
                 size += data.st_size
-                counted.append(_key(name))
+                counted.append(digest_key(name))
         return blobs, size, errors, counted, tuple(pending)
 
 
-def _key(name: str) -> bytes:
+def digest_key(name: str) -> bytes:
     """KEY bytes naming a digest directory: its leading hex, or a hash of an odd name."""
     try:
         return bytes.fromhex(name[:2 * KEY]) if len(name) >= 2 * KEY else hashlib.blake2b(
@@ -294,7 +289,7 @@ def _insert(keys: bytes, placed: list[tuple[int, bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def _is_real_dir(parent: str, name: str) -> bool:
+def is_real_dir(parent: str, name: str) -> bool:
     try:
         return stat.S_ISDIR(os.lstat(os.path.join(parent, name)).st_mode)
     except OSError:
