@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exporter import accesslog, hotset
-from exporter.accesslog import LogTail, parse_line
+from exporter.accesslog import LogTail, parse_line, reads
 
 HEX = "e05d4ed15a9b5ab59ea6b61da086229d5e11f5fe61083238ca3ce2d7ac883ce5"
 T = 1796378292  # 2026-12-04T09:58:12Z
@@ -62,37 +62,41 @@ def test_a_sha512_digest_keeps_its_algorithm_in_its_length(tmp_path):
     assert accesslog.blob_path(tmp_path, read.digest) == str(tmp_path / "blobs/sha512/ab" / hexa / "data")
 
 
+def lines(tail: LogTail) -> list[bytes]:
+    return b"".join(bytes(c) for c in tail.chunks()).splitlines()  # an item is valid until the next
+
+
 def test_the_tail_reads_complete_lines_once_across_rotation_and_truncation(tmp_path):
     log = tmp_path / "registry.log"
     log.write_bytes(b"one\ntw")
     tail = LogTail(log)
-    assert tail.lines() == [b"one"]
+    assert lines(tail) == [b"one"]
     with log.open("ab") as f:
         f.write(b"o\nthree\n")
-    assert tail.lines() == [b"two", b"three"]
-    assert tail.lines() == []
+    assert lines(tail) == [b"two", b"three"]
+    assert lines(tail) == []
     # logrotate's create mode: the old file is renamed (and still written once), a new one appears
     with log.open("ab") as f:
         f.write(b"late\n")
     log.rename(tmp_path / "registry.log.1")
     log.write_bytes(b"fresh\n")
-    assert tail.lines() == [b"late", b"fresh"]
+    assert lines(tail) == [b"late", b"fresh"]
     # copytruncate: same inode, shorter than what was read
     log.write_bytes(b"x\n")
-    assert tail.lines() == [b"x"]
+    assert lines(tail) == [b"x"]
 
 
 def test_the_first_open_reads_only_the_backlog_and_drops_the_fragment(tmp_path):
     log = tmp_path / "registry.log"
     log.write_bytes(b"a" * 100 + b"\nkept\n")
     tail = LogTail(log, backlog=10)
-    assert tail.lines() == [b"kept"]
+    assert lines(tail) == [b"kept"]
     assert not tail.whole
 
 
 def test_an_unreadable_log_raises(tmp_path):
     with pytest.raises(OSError):
-        LogTail(tmp_path / "absent.log").lines()
+        lines(LogTail(tmp_path / "absent.log"))
 
 
 def store(tmp_path: Path, sizes: dict[str, int]) -> Path:
@@ -143,11 +147,69 @@ def test_a_days_reads_on_a_big_store_take_a_few_dozen_bytes_a_digest(tmp_path):
     assert kept < 50_000 * 32
 
 
-def test_the_log_is_read_a_chunk_at_a_time(tmp_path, monkeypatch):
+def test_the_log_is_read_a_chunk_at_a_time_in_whole_lines(tmp_path, monkeypatch):
     monkeypatch.setattr(LogTail, "CHUNK", 8)
     log = tmp_path / "registry.log"
     log.write_bytes(b"one\ntwo\nthree\nfour\n")
-    assert list(LogTail(log).batches()) == [[b"one", b"two"], [b"three"], [b"four"]]  # 8 bytes each
+    # 8 bytes a read: the line a read finishes, then the whole lines after it, uncopied
+    assert [bytes(c) for c in LogTail(log).chunks()] == [b"one\n", b"two\n", b"three\n", b"four\n"]
+
+
+def test_a_chunk_yields_the_reads_its_lines_record_in_any_format():
+    wrapped = [json.dumps({"log": line + "\n", "stream": "stderr"}) for line in (TEXT_200, ACCESS_200, TEXT_HEAD)]
+    query = TEXT_200.replace(f"{HEX}\"", f"{HEX}?ns=docker.io\"")
+    sha512 = ACCESS_200.replace(f"sha256:{HEX}", "sha512:" + "ab" * 64)
+    lines = [TEXT_200, TEXT_HEAD, TEXT_404, JSON_206, ACCESS_200, ACCESS_UPLOAD, ACCESS_200.replace('" 200 ', '" 404 '),
+             'time="x" level=info msg="listening on 127.0.0.1:5999"', "{not json /blobs/", *wrapped, query, sha512,
+             TEXT_200.replace(HEX, HEX[:40]), ACCESS_200.replace("04/Dec", "04/Foo"), TEXT_200.replace("200 ", "206 ")]
+    chunk = "".join(line + "\n" for line in lines).encode()
+    expected = [read for line in lines if (read := parse_line(line))]
+    assert len(expected) == 8
+    assert list(reads(chunk)) == expected
+    assert list(reads(memoryview(chunk))) == expected
+
+
+def test_text_lines_bare_or_wrapped_by_docker_are_read_without_parsing_each_line(monkeypatch):
+    """The formats of a bare registry and of DTR's container (json-file): one scan, no per-line objects."""
+    docker = [json.dumps({"log": line + "\n", "stream": "stderr", "time": "2026-12-04T09:58:12.7Z"},
+                         separators=(",", ":")) for line in (TEXT_200, ACCESS_200)]
+    lines = [TEXT_200, ACCESS_200, TEXT_HEAD, TEXT_404, ACCESS_UPLOAD, *docker]
+    expected = [read for line in lines if (read := parse_line(line))]
+    monkeypatch.setattr(accesslog, "parse_line", lambda line: pytest.fail(f"parsed alone: {line}"))
+    assert list(reads("".join(line + "\n" for line in lines).encode())) == expected
+
+
+def test_the_first_pass_holds_one_chunk_of_the_log_at_a_time(tmp_path, monkeypatch):
+    """No copy of the chunk, no per-line objects: what fragmented the heap (docs/performance.md)."""
+    monkeypatch.setattr(LogTail, "CHUNK", 64 << 10)
+    hexes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(10)]
+    day = [line.replace(HEX, hexa) for hexa in hexes for line in (TEXT_200, ACCESS_200)]
+    log = tmp_path / "registry.log"
+    log.write_text("".join(day[i % len(day)] + "\n" for i in range(2000)))  # 0.7 MiB
+    hotset.LogHotSet(log, tmp_path).update()  # once first: the first-use imports and caches
+    source = hotset.LogHotSet(log, tmp_path)
+    tracemalloc.start()
+    source.update()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(source.reads.keys) + len(source.reads.fresh) == 10
+    assert peak < 1.5 * LogTail.CHUNK
+
+
+def test_a_steady_pass_reads_into_a_buffer_the_size_of_the_new_lines(tmp_path):
+    """Not a whole chunk every minute: it stayed resident between trims (docs/performance.md)."""
+    log = tmp_path / "registry.log"
+    log.write_text(ACCESS_200 + "\n")
+    source = hotset.LogHotSet(log, tmp_path)
+    source.update()
+    with log.open("a") as f:
+        f.write(ACCESS_200 + "\n")
+    tracemalloc.start()
+    source.update()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert source.served_bytes() == 200000
+    assert peak < LogTail.CHUNK / 8
 
 
 def log_source(tmp_path: Path, lines: list[str], now: float) -> hotset.HotSetSource:
