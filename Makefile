@@ -34,7 +34,9 @@ test: deps $(VENV)/.installed-test
 golden: $(VENV)/.installed-test
 	UPDATE_GOLDEN=1 $(VENV)/bin/python -m pytest tests/e2e -q
 
-# Every benchmark at a small size, one table (a few minutes); bigger: make bench ARGS="--blobs 1000000"
+# Every benchmark (scan, garbage, workload, scrape against node_exporter, a short soak) at a small
+# size, one table (about ten minutes); bigger: make bench ARGS="--blobs 1000000". Cost curves over
+# store sizes: bench/curves.py; the hour-long soak: bench/soak.py
 bench: $(VENV)/.installed-test
 	$(VENV)/bin/python bench/run.py $(ARGS)
 

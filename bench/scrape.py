@@ -9,7 +9,8 @@ with ``Accept-Encoding: gzip`` as Prometheus sends it: median and p99 latency;
 (2) resident memory (VmRSS) of each after the scrapes; (3) CPU over ``--cpu-minutes``
 with one scrape every 15 s (Prometheus' usual interval), from utime+stime in
 /proc/PID/stat, extrapolated to seconds per hour and % of one core. With
-``--storage.path`` the exporter waits for its first full storage scan before
+``--storage.path`` the exporter waits for its first full storage scan (and whatever
+``--wait-for`` names, such as the garbage collector's per-repository series) before
 (1), and the CPU window includes its background rescans (every 300 s by default).
 Prints a Markdown table for docs/performance.md (``--json``: one JSON object, for bench/run.py).
 """
@@ -86,6 +87,9 @@ def main() -> None:
     p.add_argument("--cpu-minutes", type=float, default=5)
     p.add_argument("--exporter-arg", action="append", default=[], metavar="FLAG",
                    help="pass a flag to this exporter, e.g. --exporter-arg=--no-collector.pagecache")
+    p.add_argument("--wait-for", action="append", default=[], metavar="TEXT",
+                   help="with --storage.path, also wait until the exposition holds this (e.g. dtr_repository_bytes{, "
+                        "once the first garbage estimate is served)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args()
 
@@ -108,7 +112,8 @@ def main() -> None:
         wait_up(urls["node_exporter 1.5 (Debian)"], procs["node_exporter 1.5 (Debian)"])
         if args.storage:  # the first full scan of a big store runs in the background: let it finish
             started = time.monotonic()
-            while 'dtr_storage_blobs{' not in requests.get(urls["dtr-sizing-exporter"], timeout=10).text:
+            wanted = ["dtr_storage_blobs{", *args.wait_for]
+            while not all(w in requests.get(urls["dtr-sizing-exporter"], timeout=10).text for w in wanted):
                 time.sleep(2)
             print(f"first storage scan done after {time.monotonic() - started:.0f} s", file=sys.stderr)
         for name, url in urls.items():

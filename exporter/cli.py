@@ -9,6 +9,7 @@ and evaluate through the same renderer.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import difflib
 import logging
 import sys
@@ -134,8 +135,23 @@ def sample_once(sampler: Sampler) -> None:
             sampler.run(name)
 
 
+M_ARENA_MAX = -8  # glibc's mallopt() parameter number
+ARENAS = 2
+
+
+def _cap_malloc_arenas() -> None:
+    """At most ``ARENAS`` glibc malloc arenas: by default each collector thread may get its own (up to
+    8 per core), and each keeps the freed heap of its runs resident. The process environment's
+    MALLOC_ARENA_MAX would do the same, but `make run` and bare hosts do not set it."""
+    try:
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, ARENAS)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        pass
+
+
 def serve(config: cfg.Config, sampler: Sampler, renderer: Renderer) -> int:
     from . import web, webconfig
+    _cap_malloc_arenas()  # before the first collector thread starts
     watcher = webconfig.Watcher(config.web_config_file) if config.web_config_file else None
     host, port = web.split_address(config.listen_address)
     app = web.App(sampler.snapshot, renderer, watcher)

@@ -185,10 +185,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("storage.scan_rate", "scan_rate", RATE, 0.0, "files per second the storage walk may stat, 0 = no limit",
             flag="--storage.scan-rate", doc="files per second the background storage walk may stat",
             shown="`0` (no limit)"),
-    Setting("storage.state_dir", "state_dir", PATH, None, "directory for the growth history that survives restarts",
+    Setting("storage.scan_concurrency", "scan_concurrency", TOP, 4,
+            "prefix directories the storage walk reads at once, 1 = one at a time",
+            flag="--storage.scan-concurrency",
+            doc="how many directories the storage walk reads at once: metadata reads in flight on the store's "
+                "disk, so a cold scan is not held to one at a time; the bound (with `storage.scan_rate`) keeps a "
+                "scan from starving the registry of I/O ([storage](storage.md#incremental-rescans))"),
+    Setting("storage.state_dir", "state_dir", PATH, None,
+            "directory for the growth history that survives restarts and the scan's on-disk indexes",
             flag="--storage.state-dir",
-            doc="directory for the growth history that survives restarts (one JSON file per store)",
-            shown="none: history kept in memory"),
+            doc="directory for the growth history that survives restarts (one JSON file per store) and the "
+                "caches kept out of memory: the storage scan's index (8 bytes a blob) and the garbage "
+                "estimate's database (recreated at start)",
+            shown="none: history kept in memory, caches in a private temporary directory"),
     Setting("storage.scan_shared", "scan_shared", choice(*SHARED_SCAN), "auto",
             "walk a store on a network filesystem that other replicas may share", flag="--storage.scan-shared",
             doc="whether this replica walks a store on a network filesystem, which other replicas may share "

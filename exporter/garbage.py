@@ -30,25 +30,31 @@ and the estimate is a lower bound of what it frees once that manifest is
 deleted (every digest its bytes still name counts as used).
 
 The estimate is incremental: the mark state is kept between passes, and a
-pass costs what changed since the last one.
+pass costs what changed since the last one. What grows with the store lives in
+one SQLite database (a cache, recreated at start: in the state directory when
+there is one, else SQLite's private temporary file), with a 1 MiB page cache
+and a soft heap limit of 3 MiB, so the Python heap holds only a small record per
+repository and per blob prefix directory.
 
-- Keys are the leading 8 bytes of a digest, as an integer (``exporter.scan``'s
-  KEY); manifests are parsed once and kept as an ``array('Q')`` of the keys
-  they reference.
-- Each repository's contribution (what it marks at each level) is kept as
-  sorted ``array('Q')``; a global count per key and level says how many
-  repositories mark it, and which one when only one does (the XOR of their
-  ids). A pass stats every revision directory and current tag link, reads a
-  link only when its stat changed, and looks again only at repositories where
-  some link changed: one that only gained links adds what the new ones mark;
-  any other is recomputed and the counts move by the difference.
-- Blob sizes (``BlobSizes``) are kept per 2-hex prefix directory as sorted
-  ``array('Q')`` keys and sizes (16 bytes a blob); inotify names the digest
-  directories created since the last pass, a changed prefix without it is
-  listed, and only new digests are stat-ed. The blobs added and removed are
-  handed to the marks.
+- Keys are the leading 8 bytes of a digest (``exporter.scan``'s KEY), stored as
+  a signed integer (the unsigned one minus 2^63, so the order is kept). Tables:
+  ``blob`` (key -> size, and its prefix directory), ``manifest`` (parsed once;
+  damaged or not) and ``ref`` (manifest, key it references), ``entry`` (per
+  repository, every revision and current tag link: its stat hash, the key it
+  names, its errors) and ``mark`` (repository, key -> the highest level it marks
+  the key at: 0 used, 1 kept by --delete-untagged, 2 kept by 2.8's too).
+- A pass stats every revision directory and current tag link, reads a link only
+  when its stat changed, and looks again only at repositories where some link
+  changed: one SQL statement (a recursive query for the children of indexes)
+  gives what the repository marks now, and the difference from its ``mark``
+  rows moves the totals, key by key. The first pass inserts the marks in bulk
+  and computes the totals with GROUP BY.
+- Blob sizes: inotify names the digest directories created since the last pass,
+  a changed prefix without it is listed and compared with its rows, and only new
+  digests are stat-ed. The blobs added and removed this pass (table ``change``)
+  move the totals of the keys some repository marks.
 - The reclaimable totals are the store's total minus the bytes of present
-  blobs marked at each level, kept up to date on every count change and every
+  blobs marked at each level, kept up to date on every mark change and every
   blob added or removed; each repository's bytes and unique bytes likewise.
 
 A stat key (inode, mtime, ctime) younger than ``RACY_SECONDS`` is not trusted:
@@ -57,19 +63,20 @@ that entry is read again next pass.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
+import sqlite3
 import stat
 import time
-from array import array
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from . import inotify, manifests
 from .manifests import ManifestError
-from .scan import KEY, RACY_SECONDS, digest_key, is_real_dir
+from .scan import KEY, RACY_SECONDS, is_real_dir
 
 MODES = ("unreferenced", "untagged")
 OTHER = "(other)"
@@ -77,10 +84,11 @@ DEFAULT_TOP = 20
 # reference.WithName: Distribution's collector stops on a repository name it cannot parse
 _NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 _KEPT_BY_ALL, _KEPT_UNLESS_28, _KEPT_IF_UNREFERENCED = 2, 1, 0  # how far a mark reaches, by mode
-_BITS, _COUNT = 21, (1 << 21) - 1  # per key: how many repositories mark it at each level, 21 bits each
-_LOW = (1 << 64) - 1
-_ERRORS_AT = 130  # bit of a link entry where its error count starts
-_ALG = {64: "sha256", 96: "sha384", 128: "sha512"}  # by the length of the hex
+_HALF = 1 << 63  # SQLite integers are signed: a key is stored as key - 2^63
+_REVISIONS, _TAGS = 0, 1  # entry.kind
+_NEW = -1  # entry.link of a name not in the table yet (1: a link, 0: a tag without current)
+log = logging.getLogger(__name__)
+_SQLITE_HEAP = 3 << 20  # bytes SQLite may hold before it frees cache pages: the page cache (1 MiB) and sorts
 
 
 @dataclass(frozen=True)
@@ -125,20 +133,86 @@ def short(k: bytes) -> int:
     return int.from_bytes(raw[:KEY], "big")
 
 
-_EMPTY = array("Q")
+_SCHEMA = """
+CREATE TABLE blob(key INTEGER PRIMARY KEY, size INTEGER NOT NULL, dir INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX blob_dir ON blob(dir, key);
+CREATE TABLE change(key INTEGER NOT NULL, size INTEGER NOT NULL, dir INTEGER NOT NULL, added INTEGER NOT NULL);
+CREATE TABLE manifest(key INTEGER PRIMARY KEY, damaged INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE ref(manifest INTEGER, key INTEGER, PRIMARY KEY(manifest, key)) WITHOUT ROWID;
+CREATE TABLE entry(repo INTEGER, kind INTEGER, name TEXT, stat INTEGER, key INTEGER, errors INTEGER NOT NULL,
+                   link INTEGER NOT NULL, PRIMARY KEY(repo, kind, name)) WITHOUT ROWID;
+CREATE INDEX entry_key ON entry(key) WHERE kind = 0;
+CREATE TABLE mark(repo INTEGER, key INTEGER, level INTEGER NOT NULL, PRIMARY KEY(repo, key)) WITHOUT ROWID;
+CREATE INDEX mark_key ON mark(key, repo, level);
+CREATE TABLE new_mark(key INTEGER PRIMARY KEY, level INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+# What repository :repo marks, key -> highest level: 0 its present manifests and what they reference; 1 the
+# manifests reachable from its tagged ones through present manifests (an index's children) and what they
+# reference; 2 its tagged manifests and what they reference (all 2.8 keeps).
+_MARKS = """
+WITH RECURSIVE
+  present(k) AS MATERIALIZED (SELECT DISTINCT e.key FROM entry e JOIN manifest m ON m.key = e.key
+                              WHERE e.repo = :repo AND e.kind = 0),
+  tagged(k) AS MATERIALIZED (SELECT DISTINCT e.key FROM entry e
+                             WHERE e.repo = :repo AND e.kind = 1 AND e.key IN present),
+  reach(k) AS (SELECT k FROM tagged
+               UNION SELECT f.key FROM reach JOIN ref f ON f.manifest = reach.k WHERE f.key IN present),
+  marks(k, l) AS (SELECT k, 0 FROM present UNION ALL SELECT f.key, 0 FROM present JOIN ref f ON f.manifest = k
+                  UNION ALL SELECT k, 1 FROM reach UNION ALL SELECT f.key, 1 FROM reach JOIN ref f ON f.manifest = k
+                  UNION ALL SELECT k, 2 FROM tagged UNION ALL SELECT f.key, 2 FROM tagged JOIN ref f ON f.manifest = k)
+SELECT k, max(l) FROM marks GROUP BY k
+"""
+
+# the rows of mark that differ from new_mark for :repo: (key, old level or None, new level or None)
+_DIFF = """
+SELECT n.key, o.level, n.level FROM new_mark n LEFT JOIN mark o ON o.repo = :repo AND o.key = n.key
+WHERE o.level IS NOT n.level
+UNION ALL
+SELECT o.key, o.level, NULL FROM mark o
+WHERE o.repo = :repo AND NOT EXISTS (SELECT 1 FROM new_mark n WHERE n.key = o.key)
+"""
 
 
-@dataclass(eq=False)
+def _connect(state_dir: str | Path | None, v2: Path) -> tuple[sqlite3.Connection, str]:
+    """The estimator's database, empty, and its file ("": SQLite's private temporary one, on disk once it
+    outgrows the cache, deleted on close). A cache: any earlier file is dropped."""
+    if state_dir:
+        path = str(Path(state_dir) / f"garbage-{hashlib.sha256(str(v2).encode()).hexdigest()[:16]}.sqlite")
+        try:
+            Path(state_dir).mkdir(parents=True, exist_ok=True)
+            _unlink(path)
+            return _open(path), path
+        except (OSError, sqlite3.Error) as err:
+            log.warning("cannot keep the garbage estimate's database in the state directory, using a "
+                        "temporary file", extra={"path": path, "err": str(err)})
+    return _open(""), ""
+
+
+def _open(path: str) -> sqlite3.Connection:
+    # one pass at a time, from whichever thread runs it; statements are grouped in a transaction per pass
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    # soft_heap_limit (process-wide) makes SQLite give back cache pages rather than grow, sorts included
+    for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-1024", "temp_store=FILE",
+                   "locking_mode=EXCLUSIVE", f"soft_heap_limit={_SQLITE_HEAP}"):
+        db.execute(f"PRAGMA {pragma}")
+    db.executescript(_SCHEMA)
+    return db
+
+
+def _unlink(path: str) -> None:
+    if path:
+        for stale in (path, path + "-journal"):
+            if os.path.exists(stale):
+                os.unlink(stale)
+
+
+@dataclass(eq=False, slots=True)
 class _Repo:
     id: int
     name: str
-    listings: dict = field(default_factory=dict)  # directory -> (stat key, names)
-    revisions: dict = field(default_factory=dict)  # <hex> -> _link_entry
-    tags: dict = field(default_factory=dict)  # tag -> _link_entry
+    dirs: dict = field(default_factory=dict)  # directory -> (stat key, names or None: its links are entry rows)
     fulls: dict = field(default_factory=dict)  # key -> full key, of the links read this pass
-    tagged: array = field(default_factory=lambda: _EMPTY)  # present manifests a tag names, sorted
-    present: array = field(default_factory=lambda: _EMPTY)  # manifests of its revisions that could be read, sorted
-    levels: tuple = (_EMPTY, _EMPTY, _EMPTY)  # never changed in place; keys it marks at least at level 0, 1, 2; sorted
     bytes: int = 0
     unique: int = 0
     errors: int = 0
@@ -147,63 +221,79 @@ class _Repo:
 
 class Estimator:
     """Estimates one store, again and again, incrementally. One pass at a time; ``close`` frees the inotify
-    instance."""
+    instance and the database."""
 
-    def __init__(self, v2: Path, top: int = DEFAULT_TOP, clock=time.time):
+    def __init__(self, v2: Path, top: int = DEFAULT_TOP, clock=time.time, state_dir: str | Path | None = None):
         self.v2 = Path(v2)
         self.top = top
         self.clock = clock
-        self.sizes = BlobSizes(self.v2)
-        self._marks = _Marks(self.sizes)
-        self._manifests: dict[int, array] = {}  # key -> the keys it references, sorted
-        self._damaged: set[int] = set()  # manifests Distribution cannot read
-        self._prune = False  # a repository stopped linking a manifest: forget those none links
+        self.state_dir = state_dir
+        self.sizes: BlobSizes | None = None
+        self._start()
+
+    def _start(self) -> None:
+        if self.sizes is not None:
+            self.sizes.close()
+        self._db, self._path = _connect(self.state_dir, self.v2)
+        self.sizes = BlobSizes(self.v2, self._db)
         self._repos: dict[str, _Repo] = {}
+        self._by_id: dict[int, _Repo] = {}
         self._tree: dict[str, tuple] = {}  # directory under repositories/ -> (stat key, subdirectories, repository?)
         self._ids = 0
+        self._marked = False  # some pass has marked: later ones move the totals key by key
+        self.kept = [0, 0, 0]  # present blobs marked at least at level 0, 1, 2
+        self.kept_bytes = [0, 0, 0]
 
     def close(self) -> None:
         self.sizes.close()
+        _unlink(self._path)
 
     def estimate(self) -> Estimate:
+        """One pass. Should it fail half way, the next one starts afresh (the database has no journal)."""
+        try:
+            self._db.execute("BEGIN")
+            estimate = self._pass()
+            self._db.execute("COMMIT")
+            return estimate
+        except BaseException:
+            self._start()
+            raise
+
+    def _pass(self) -> Estimate:
+        db = self._db
         now = self.clock()
-        added, removed = self.sizes.refresh(now)
-        for keys, sizes in removed:
-            for k, n in zip(keys, sizes):
-                self._marks.blob(k, -n)
-                if k in self._manifests:  # a manifest's blob went: the repositories linking it skip it now
-                    del self._manifests[k]
-                    self._damaged.discard(k)
-                    for repo in self._repos.values():
-                        repo.unresolved |= _contains(repo.present, k)
-        if self._marks.counts:  # nothing is marked before the first pass has read the repositories
-            for keys, sizes in added:
-                for k, n in zip(keys, sizes):
-                    self._marks.blob(k, n)
+        self.sizes.refresh(now)
+        self._blobs_changed()
         errors = [0]
         names = self._walk(now, errors)
-        parsed = 0
+        parsed, bulk, prune = 0, not self._marked, False
         for gone in set(self._repos).difference(names):
             repo = self._repos.pop(gone)
-            self._apply(repo, set(), (set(), set(), set()))
-            del self._marks.repos[repo.id]
+            self._apply(repo, new=False)
+            db.execute("DELETE FROM entry WHERE repo = ?", (repo.id,))
+            del self._by_id[repo.id]
+            prune = True
         for name in names:
             repo = self._repos.get(name)
             if repo is None:
-                self._ids += 1  # ids are never reused: the XOR in the counts names repositories by them
-                repo = self._repos[name] = self._marks.repos[self._ids] = _Repo(self._ids, name)
-            parsed += self._refresh(repo, now)
+                self._ids += 1  # ids are never reused
+                repo = self._repos[name] = self._by_id[self._ids] = _Repo(self._ids, name)
+            got, changed = self._refresh(repo, now, bulk)
+            parsed += got
+            prune |= changed
             errors[0] += repo.errors
-        self._marks.counts.merge()
-        if self._prune:
+        if bulk:
+            self._totals()
+        if prune:
             self._forget()
-        m = self._marks
+        self._marked = True
+        self._db.execute("DELETE FROM change")  # now, rather than at the start of a pass that should be short
         total, total_bytes = self.sizes.blobs, self.sizes.bytes
-        reclaim = [Reclaim(total - m.kept[level], total_bytes - m.kept_bytes[level]) for level in range(3)]
-        damaged = len(self._damaged)
+        reclaim = [Reclaim(total - self.kept[level], total_bytes - self.kept_bytes[level]) for level in range(3)]
+        count, damaged = db.execute("SELECT count(*), total(damaged) FROM manifest").fetchone()
         return Estimate(reclaim[_KEPT_IF_UNREFERENCED], reclaim[_KEPT_UNLESS_28], reclaim[_KEPT_BY_ALL],
-                        self._owners(), total, total_bytes, len(self._manifests), parsed,
-                        errors[0] + self.sizes.errors + damaged)
+                        self._owners(), total, total_bytes, count, parsed,
+                        errors[0] + self.sizes.errors + int(damaged))
 
     def _owners(self) -> tuple[Owner, ...]:
         everyone = sorted((Owner(r.name, r.bytes, r.unique) for r in self._repos.values()),
@@ -237,141 +327,129 @@ class Estimator:
         self._tree = tree
         return found
 
-    def _refresh(self, repo: _Repo, now: float) -> int:
-        """Look at a repository's links again; recompute what it marks when one changed. Manifests parsed."""
+    def _refresh(self, repo: _Repo, now: float, bulk: bool) -> tuple[int, bool]:
+        """Look at a repository's links again; recompute what it marks when one changed. (Manifests parsed, some
+        link was modified or removed.)"""
         mdir = f"{self.v2}/repositories/{repo.name}/_manifests"
         errors = [0]
-        revisions, only_added = self._links(repo, "revisions", f"{mdir}/revisions", 2, now, errors)
-        tags, tags_only_added = self._links(repo, "tags", f"{mdir}/tags", 1, now, errors)
+        revisions, only_added = self._links(repo, _REVISIONS, mdir, now, errors)
+        tags, tags_only_added = self._links(repo, _TAGS, mdir, now, errors)
         repo.errors = errors[0]
         if not (revisions or tags or repo.unresolved):
-            return 0
-        if only_added and tags_only_added and not repo.unresolved and repo.present:
-            return self._add(repo, mdir)  # pushes: what it marks only grows
-        return self._recompute(repo, mdir)
+            return 0, False
+        parsed = self._parse_new(repo, mdir)
+        self._apply(repo, new=True, bulk=bulk)
+        return parsed, not (only_added and tags_only_added)
 
-    def _links(self, repo: _Repo, kind: str, root: str, depth: int, now: float,
-               errors: list[int]) -> tuple[bool, bool]:
-        """Refresh ``repo.revisions`` (alg/hex/link) or ``repo.tags`` (tag/current/link): (some link changed, and
-        all changes are new links)."""
-        known: dict = getattr(repo, kind)
-        links, listings = {}, {}
-        level = [(root, "")]
-        for _ in range(depth):  # the directories holding links, listed again only when their stat changed
-            below = []
-            for directory, _ in level:
-                entry = _listing(directory, repo.listings.get(directory), now, errors)
-                if entry is not None:
-                    listings[directory] = entry
-                    below += [(f"{directory}/{n}", n) for n in entry[1]]  # names shared with the listing
-            level = below
+    def _links(self, repo: _Repo, kind: int, mdir: str, now: float, errors: list[int]) -> tuple[bool, bool]:
+        """Refresh the repository's ``entry`` rows of revisions (<alg>/<hex>/link, named "<alg>/<hex>") or tags
+        (<tag>/current/link): (some link changed, and all changes are new links)."""
+        dirs: dict = {}
+        if kind == _REVISIONS:
+            root = f"{mdir}/revisions"
+            top = _listing(root, repo.dirs.get(root), now, errors)
+            if top is not None:
+                dirs[root] = top
+            bottoms = [(f"{root}/{alg}", f"{alg}/") for alg in (top[1] if top else ())]
+        else:
+            bottoms = [(f"{mdir}/tags", "")]
         changed = modified = False
-        link = "/link" if kind == "revisions" else "/current/link"
-        for directory, name in level:
-            path = directory if kind == "revisions" else directory + link  # a revision's directory changes
-            key = _stat_key(path, now, errors)  # when its link is deleted
-            if key is False:
-                continue  # a deleted revision leaves its directory without a link; a tag without current
-            old = known.get(name)
-            if old is not None and key is not None and old & 1 and (old >> 1) & _LOW == key & _LOW:
-                links[name] = old
-                errors[0] += old >> _ERRORS_AT
+        for directory, prefix in bottoms:
+            c, m = self._bottom(repo, kind, directory, prefix, dirs, now, errors)
+            changed, modified = changed or c, modified or m
+        if kind == _REVISIONS and dirs.get(f"{mdir}/revisions") is not repo.dirs.get(f"{mdir}/revisions"):
+            # the <alg> directories were listed again: forget the rows of those that went
+            kept = tuple(prefix for _, prefix in bottoms)
+            gone = [(repo.id, kind, name) for name, link in self._db.execute(
+                "SELECT name, link FROM entry WHERE repo = ? AND kind = 0", (repo.id,)) if not name.startswith(kept)]
+            modified |= bool(gone)
+            self._db.executemany("DELETE FROM entry WHERE repo = ? AND kind = ? AND name = ?", gone)
+        root = f"{mdir}/{'revisions' if kind == _REVISIONS else 'tags'}"
+        for stale in [d for d in repo.dirs if d.startswith(root) and d not in dirs]:
+            del repo.dirs[stale]
+        repo.dirs.update(dirs)
+        return changed or modified, not modified
+
+    def _bottom(self, repo: _Repo, kind: int, directory: str, prefix: str, dirs: dict, now: float,
+                errors: list[int]) -> tuple[bool, bool]:
+        """The links in one directory of links (named ``prefix`` + name): (some changed, some modified or gone)."""
+        db = self._db
+        known = repo.dirs.get(directory)
+        key = _stat_key(directory, now, errors)
+        high = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
+        old = db.execute("SELECT name, stat, key, errors, link FROM entry WHERE repo = ? AND kind = ? AND name >= ? "
+                         "AND name < ?", (repo.id, kind, prefix, high)).fetchall()
+        cut, gone, there = len(prefix), [], True
+        if key is False:
+            listed, gone, there = [], old, False  # gone: so are its links
+        elif known is not None and key is not None and known[0] == key:
+            listed = old  # an unchanged listing: its names are the rows'
+        else:
+            names = _list(directory, errors)
+            if names is None:
+                listed, gone, there = [], old, False
+            else:
+                rows = {row[0]: row for row in old}
+                listed = [rows.get(prefix + n) or (prefix + n, None, None, 0, _NEW) for n in names]
+                names = set(names)
+                gone = [row for row in old if row[0][cut:] not in names]
+        if there:
+            dirs[directory] = (key, None)
+        changed = modified = False
+        writes = []
+        link = "/link" if kind == _REVISIONS else "/current/link"
+        for row in listed:
+            full_name, last, was, row_errors, linked = row
+            path = f"{directory}/{full_name[cut:]}"
+            stat_key = _stat_key(path if kind == _REVISIONS else path + link, now, errors)  # a revision's
+            if stat_key is False:  # directory changes when its link is deleted
+                if kind == _REVISIONS:
+                    if linked != _NEW:
+                        gone.append(row)
+                elif linked != 0:  # a tag without current: remembered, not a link
+                    writes.append((repo.id, kind, full_name, None, None, 0, 0))
+                    changed |= linked == 1
+                    modified |= linked == 1
+                continue
+            if linked == 1 and stat_key is not None and last == stat_key:
+                errors[0] += row_errors
                 continue
             link_errors = [0]
-            full = _read_link(directory + link, link_errors)
-            k = None if full is None else short(full)
+            full = _read_link(path + link, link_errors)
+            k = None if full is None else short(full) - _HALF
             if full is not None:
                 repo.fulls[k] = full
-            links[name] = _link_entry(key, k, link_errors[0])
+            writes.append((repo.id, kind, full_name, stat_key, k, link_errors[0], 1))
             errors[0] += link_errors[0]
-            changed |= old is None or _link_key(old) != k
-            modified |= old is not None and _link_key(old) != k
-        modified |= any(p not in links for p in known)
-        changed |= modified
-        repo.listings.update(listings)
-        for stale in [d for d in repo.listings if d.startswith(root) and d not in listings]:
-            del repo.listings[stale]
-        setattr(repo, kind, links)
-        return changed, not modified
+            changed |= linked != 1 or was != k
+            modified |= linked == 1 and was != k
+        db.executemany("INSERT OR REPLACE INTO entry VALUES (?, ?, ?, ?, ?, ?, ?)", writes)
+        db.executemany("DELETE FROM entry WHERE repo = ? AND kind = ? AND name = ?",
+                       [(repo.id, kind, row[0]) for row in gone])
+        return changed or bool(gone), modified or any(row[4] == 1 for row in gone)
 
-    def _present(self, repo: _Repo, mdir: str, skip: set[int]) -> tuple[set[int], int]:
-        """The repository's manifests that can be read, but those in ``skip``; how many were parsed."""
-        parsed, repo.unresolved = 0, False
-        known = self._manifests
-        present = set()
-        for name, entry in repo.revisions.items():
-            k = _link_key(entry)
-            if k is None or k in skip:
-                continue
-            if k not in known:
-                full = repo.fulls.get(k) or _read_link(f"{mdir}/revisions/{_ALG.get(len(name))}/{name}/link", [0])
-                got = None if full is None else self._read_manifest(full, repo)
-                if got is None:
-                    continue
-                parsed += 1
-                known[k] = got
-            present.add(k)
+    def _parse_new(self, repo: _Repo, mdir: str) -> int:
+        """Parse the manifests the repository links that are not known yet; how many."""
+        db = self._db
+        repo.unresolved = False
+        unknown = db.execute("SELECT e.key, min(e.name) FROM entry e WHERE e.repo = ? AND e.kind = 0 AND e.key "
+                             "NOT NULL AND NOT EXISTS (SELECT 1 FROM manifest m WHERE m.key = e.key) GROUP BY e.key",
+                             (repo.id,)).fetchall()
+        found, refs = [], []
+        for k, name in unknown:
+            alg, _, hexa = name.partition("/")
+            full = repo.fulls.get(k) or _read_link(f"{mdir}/revisions/{alg}/{hexa}/link", [0])
+            got = None if full is None else self._read_manifest(full, repo)
+            if got is not None:
+                found.append((k, got[0]))
+                refs += ((k, r) for r in got[1])
+        db.executemany("INSERT INTO manifest VALUES (?, ?)", found)
+        db.executemany("INSERT INTO ref VALUES (?, ?)", refs)
         repo.fulls = {}
-        return present, parsed
+        return len(found)
 
-    def _children(self, tagged: set[int], present: set[int]) -> set[int]:
-        """What the children of tagged lists and indexes that are manifests of this repository reference, and
-        their children's, recursively."""
-        known = self._manifests
-        children, seen = set(), set(tagged)
-        stack = [k for k in tagged if not present.isdisjoint(known[k])]  # image manifests have no children
-        while stack:
-            for ref in known[stack.pop()]:
-                if ref in present and ref not in seen:
-                    seen.add(ref)
-                    stack.append(ref)
-                    children.update(known[ref])
-        return children
-
-    def _add(self, repo: _Repo, mdir: str) -> int:
-        """Only new links since the last pass: add what they mark, without recomputing the rest."""
-        known = self._manifests
-        before = set(repo.present)
-        new, parsed = self._present(repo, mdir, before)
-        present = before | new
-        tagged = {k for k in map(_link_key, repo.tags.values()) if k is not None} & present
-        added = [set(new), set(), tagged.difference(repo.tagged)]
-        for k in new:
-            added[0].update(known[k])
-        for k in list(added[2]):
-            added[2].update(known[k])
-        added[1] = self._children(tagged, present) | added[2]
-        changes: dict[int, list[int]] = {}
-        for level, keys in enumerate(added):
-            old = repo.levels[level]
-            for k in keys:
-                if not _contains(old, k):
-                    changes.setdefault(k, [0, 0, 0])[level] = 1
-        for k, (d0, d1, d2) in changes.items():
-            self._marks.change(k, repo, d0, d1, d2)
-        repo.levels = tuple(_union(old, sorted(k for k, d in changes.items() if d[level]))
-                            for level, old in enumerate(repo.levels))
-        repo.present = _union(repo.present, sorted(new))
-        repo.tagged = array("Q", sorted(tagged))
-        return parsed
-
-    def _recompute(self, repo: _Repo, mdir: str) -> int:
-        """What the repository marks at each level, from its links; the counts adjusted by the difference."""
-        known = self._manifests
-        present, parsed = self._present(repo, mdir, set())
-        tagged = {k for k in map(_link_key, repo.tags.values()) if k is not None} & present
-        repo.tagged = array("Q", sorted(tagged))
-        used = set(present)
-        for k in present:
-            used.update(known[k])
-        kept = set(tagged)
-        for k in tagged:  # what 2.8 marks: tagged manifests and their direct references
-            kept.update(known[k])
-        children = self._children(tagged, present)
-        self._apply(repo, present, (used, children | kept, kept))
-        return parsed
-
-    def _read_manifest(self, full: bytes, repo: _Repo) -> array | None:
+    def _read_manifest(self, full: bytes, repo: _Repo) -> tuple[bool, set[int]] | None:
+        """(damaged, the keys it references), None when it cannot be read now."""
         try:
             content = blob_path(self.v2, full).read_bytes()
         except FileNotFoundError:
@@ -381,187 +459,114 @@ class Estimator:
             repo.unresolved = True
             repo.errors += 1
             return None
+        damaged = False
         try:
             found = manifests.parse(content)
         except ManifestError:
             found = manifests.salvage(content)
-            self._damaged.add(short(full))
-        return array("Q", sorted({short(k) for k in found.references()}))
+            damaged = True
+        return damaged, {short(k) - _HALF for k in found.references()}
 
-    def _apply(self, repo: _Repo, present: set[int], levels: tuple[set, set, set]) -> None:
-        """Replace what ``repo`` marks by ``levels``, adjusting the counts of the keys that differ."""
-        self._prune |= not present.issuperset(repo.present)
-        repo.present = array("Q", sorted(present))
-        old = [set(a) for a in repo.levels]
-        if old == list(levels):
+    # --- marks and totals ------------------------------------------------------------------------------
+
+    def _apply(self, repo: _Repo, new: bool, bulk: bool = False) -> None:
+        """Replace what ``repo`` marks by what its links mark now (nothing unless ``new``); the totals move by
+        the difference, key by key, except in a bulk pass (``_totals`` follows)."""
+        db = self._db
+        if bulk:
+            db.execute(f"INSERT INTO mark SELECT :repo, * FROM ({_MARKS})", {"repo": repo.id})
             return
-        for k in (old[0] ^ levels[0]) | (old[1] ^ levels[1]) | (old[2] ^ levels[2]):
-            self._marks.change(k, repo, *((k in n) - (k in o) for o, n in zip(old, levels)))
-        repo.levels = tuple(array("Q", sorted(level)) for level in levels)
+        db.execute("DELETE FROM new_mark")
+        if new:
+            db.execute(f"INSERT INTO new_mark {_MARKS}", {"repo": repo.id})
+        for k, old, level in db.execute(_DIFF, {"repo": repo.id}).fetchall():
+            self._change(repo, k, old, level)
 
-    def _forget(self) -> None:
-        """Drop the manifests no repository links any more."""
-        wanted = set().union(*(r.present for r in self._repos.values()))
-        for k in set(self._manifests).difference(wanted):
-            del self._manifests[k]
-        self._damaged &= wanted
-        self._prune = False
-
-
-def _link_entry(stat: int | None, k: int | None, errors: int) -> int:
-    """One int per link: bit 0 the stat is trusted, then its hash, the link's key + 1 (0: none), its errors."""
-    return (stat is not None) | (0 if stat is None else stat & _LOW) << 1 | \
-        (0 if k is None else k + 1) << 65 | errors << _ERRORS_AT
-
-
-def _link_key(entry: int) -> int | None:
-    k = (entry >> 65) & ((1 << 65) - 1)
-    return k - 1 if k else None
-
-
-class _Marks:
-    """Per key: how many repositories mark it at each level, and the XOR of their ids (the owner when one); the
-    store's blobs and bytes kept at each level; each repository's bytes and unique bytes."""
-
-    def __init__(self, sizes: BlobSizes):
-        self.sizes = sizes
-        self.counts = _Counts()
-        self.kept = [0, 0, 0]  # present blobs marked at least at level 0, 1, 2
-        self.kept_bytes = [0, 0, 0]
-        self.repos: dict[int, _Repo] = {}
-
-    def change(self, k: int, repo: _Repo, d0: int, d1: int, d2: int) -> None:
-        old, xor = self.counts.get(k)
-        c0 = old & _COUNT
-        new = old + d0 + (d1 << _BITS) + (d2 << 2 * _BITS)
-        new_xor = xor ^ repo.id if d0 else xor  # in or out of the XOR of the marking repositories
-        self.counts.set(k, new, new_xor)
-        size = self.sizes.size(k)
+    def _change(self, repo: _Repo, k: int, old: int | None, level: int | None) -> None:
+        db = self._db
+        size = self.sizes.size_of(k)
+        if size is not None:
+            c0, top, owner = self._marks_of(k)
+        if level is None:
+            db.execute("DELETE FROM mark WHERE repo = ? AND key = ?", (repo.id, k))
+        else:
+            db.execute("INSERT OR REPLACE INTO mark VALUES (?, ?, ?)", (repo.id, k, level))
         if size is None:
             return  # not in the store: frees nothing, weighs nothing
-        self._level(_level(old), _level(new), size)
-        if d0 > 0:
+        c0_after, top_after, owner_after = self._marks_of(k)
+        self._move(top, top_after, size)
+        if old is None:
             repo.bytes += size
-            if c0 == 0:
-                repo.unique += size
-            elif c0 == 1:
-                self.repos[xor].unique -= size
-        elif d0 < 0:
+        elif level is None:
             repo.bytes -= size
-            if c0 == 1:
-                repo.unique -= size
-            elif c0 == 2:
-                self.repos[new_xor].unique += size
-
-    def blob(self, k: int, signed_size: int) -> None:
-        """A blob came (size > 0) or went (-size) under key ``k``."""
-        counts, xor = self.counts.get(k)
-        one = 1 if signed_size >= 0 else -1
-        level = _level(counts)
-        for at in range(level + 1):
-            self.kept[at] += one
-            self.kept_bytes[at] += signed_size
-        c0 = counts & _COUNT
         if c0 == 1:
-            repo = self.repos[xor]
-            repo.bytes += signed_size
-            repo.unique += signed_size
-        elif c0 > 1:  # rare: a blob several repositories use came back or went away
-            for repo in self.repos.values():
-                if _contains(repo.levels[0], k):
-                    repo.bytes += signed_size
+            self._by_id[owner].unique -= size
+        if c0_after == 1:
+            self._by_id[owner_after].unique += size
 
-    def _level(self, before: int, after: int, size: int) -> None:
+    def _marks_of(self, k: int) -> tuple[int, int, int | None]:
+        """How many repositories mark ``k``, the highest level (-1: none), the one that marks it when only one."""
+        count, top, owner = self._db.execute("SELECT count(*), max(level), min(repo) FROM mark WHERE key = ?",
+                                             (k,)).fetchone()
+        return count, -1 if top is None else top, owner
+
+    def _move(self, before: int, after: int, size: int) -> None:
+        one = 1 if after > before else -1
         for at in range(min(before, after) + 1, max(before, after) + 1):
-            one = 1 if after > before else -1
             self.kept[at] += one
             self.kept_bytes[at] += one * size
 
+    def _blobs_changed(self) -> None:
+        """Blobs came or went: the totals of the keys some repository marks move; a manifest whose blob went is
+        forgotten, and the repositories linking it look again."""
+        db = self._db
+        for (k,) in db.execute("SELECT c.key FROM change c JOIN manifest m ON m.key = c.key "
+                               "WHERE NOT c.added").fetchall():
+            db.execute("DELETE FROM manifest WHERE key = ?", (k,))
+            db.execute("DELETE FROM ref WHERE manifest = ?", (k,))
+            for (repo,) in db.execute("SELECT DISTINCT repo FROM entry WHERE kind = 0 AND key = ?", (k,)).fetchall():
+                self._by_id[repo].unresolved = True
+        if not self._marked:
+            return  # nothing is marked before the first pass has read the repositories
+        for k, size, added in db.execute("SELECT key, size, added FROM change c WHERE EXISTS "
+                                         "(SELECT 1 FROM mark m WHERE m.key = c.key)").fetchall():
+            signed = size if added else -size
+            c0, top, owner = self._marks_of(k)
+            self._move(-1, top, signed) if added else self._move(top, -1, size)
+            if c0 == 1:
+                self._by_id[owner].bytes += signed
+                self._by_id[owner].unique += signed
+            else:  # rare: a blob several repositories use came back or went away
+                for (repo,) in db.execute("SELECT repo FROM mark WHERE key = ?", (k,)).fetchall():
+                    self._by_id[repo].bytes += signed
 
-class _Counts:
-    """Per key, sorted and packed: the counts of each level in one array('Q') and the XOR of the marking
-    repositories' ids in an array('L'), 20 bytes a key. Keys new in a pass wait in a dict until ``merge``; a key
-    no longer marked stays as zero until there are many."""
+    def _totals(self) -> None:
+        """Every total from the marks, in SQL: after a bulk pass."""
+        db = self._db
+        self.kept, self.kept_bytes = [0, 0, 0], [0, 0, 0]
+        for level, blobs, size in db.execute(
+                "SELECT m.level, count(*), sum(b.size) FROM (SELECT key, max(level) level FROM mark GROUP BY key) m "
+                "JOIN blob b ON b.key = m.key GROUP BY m.level"):
+            for at in range(level + 1):
+                self.kept[at] += blobs
+                self.kept_bytes[at] += size
+        for repo in self._by_id.values():
+            repo.bytes = repo.unique = 0
+        for repo, size in db.execute("SELECT m.repo, sum(b.size) FROM mark m JOIN blob b ON b.key = m.key "
+                                     "GROUP BY m.repo"):
+            self._by_id[repo].bytes = size
+        for repo, size in db.execute(
+                "SELECT m.repo, sum(b.size) FROM (SELECT key, min(repo) repo FROM mark GROUP BY key "
+                "HAVING count(*) = 1) m JOIN blob b ON b.key = m.key GROUP BY m.repo"):
+            self._by_id[repo].unique = size
 
-    def __init__(self):
-        self.keys, self.values, self.owners = array("Q"), array("Q"), array("L")
-        self._new: dict[int, int] = {}  # key -> value | xor << 64
-
-    def __bool__(self) -> bool:
-        return bool(self.keys or self._new)
-
-    def get(self, k: int) -> tuple[int, int]:
-        got = self._new.get(k)
-        if got is not None:
-            return got & _LOW, got >> 64
-        at = bisect_left(self.keys, k)
-        if at < len(self.keys) and self.keys[at] == k:
-            return self.values[at], self.owners[at]
-        return 0, 0
-
-    def set(self, k: int, value: int, xor: int) -> None:
-        at = bisect_left(self.keys, k)
-        if at < len(self.keys) and self.keys[at] == k:
-            self.values[at], self.owners[at] = value, xor
-        else:
-            self._new[k] = value | xor << 64
-            if len(self._new) > max(4096, len(self.keys) // 4):  # bounded, and O(1) merge work a key
-                self.merge()
-
-    def merge(self) -> None:
-        """Fold the pass's new keys into the arrays; drop the zeros once they are an eighth of them."""
-        new = sorted((k, v) for k, v in self._new.items() if v & _LOW)
-        self._new = {}
-        if new:
-            keys, values, owners, start = array("Q"), array("Q"), array("L"), 0
-            for k, packed in new:
-                v, x = packed & _LOW, packed >> 64
-                at = bisect_left(self.keys, k, start)
-                keys += self.keys[start:at]
-                values += self.values[start:at]
-                owners += self.owners[start:at]
-                keys.append(k)
-                values.append(v)
-                owners.append(x)
-                start = at
-            keys += self.keys[start:]
-            values += self.values[start:]
-            owners += self.owners[start:]
-            self.keys, self.values, self.owners = keys, values, owners
-        if self.values.count(0) * 8 > len(self.values):
-            kept = [i for i, v in enumerate(self.values) if v]
-            self.keys = array("Q", (self.keys[i] for i in kept))
-            self.values = array("Q", (self.values[i] for i in kept))
-            self.owners = array("L", (self.owners[i] for i in kept))
-
-
-def _union(keys: array, new: list[int]) -> array:
-    """The sorted ``keys`` with the sorted ``new`` ones (none of them in ``keys``) merged in."""
-    if not new:
-        return keys
-    out, start = array("Q"), 0
-    for k in new:
-        at = bisect_left(keys, k, start)
-        out += keys[start:at]
-        out.append(k)
-        start = at
-    out += keys[start:]
-    return out
-
-
-def _contains(keys: array, k: int) -> bool:
-    at = bisect_left(keys, k)
-    return at < len(keys) and keys[at] == k
-
-
-def _level(counts: int) -> int:
-    if (counts >> 2 * _BITS) & _COUNT:
-        return _KEPT_BY_ALL
-    if (counts >> _BITS) & _COUNT:
-        return _KEPT_UNLESS_28
-    return _KEPT_IF_UNREFERENCED if counts & _COUNT else -1
-
-
+    def _forget(self) -> None:
+        """Drop the manifests no repository links any more."""
+        db = self._db
+        gone = db.execute("SELECT key FROM manifest m WHERE NOT EXISTS "
+                          "(SELECT 1 FROM entry e WHERE e.kind = 0 AND e.key = m.key)").fetchall()
+        db.executemany("DELETE FROM manifest WHERE key = ?", gone)
+        db.executemany("DELETE FROM ref WHERE manifest = ?", gone)
 # --- reading the store ---------------------------------------------------------------------------------
 
 
@@ -628,30 +633,27 @@ def _list(directory: str | Path, errors: list[int]) -> list[str] | None:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Prefix:
     key: tuple | None  # (inode, mtime_ns, ctime_ns) when listed; None: look again
-    keys: array  # array('Q') of KEY-byte keys, sorted: 8 bytes a blob
-    sizes: array  # array('Q'), in the order of keys: 8 bytes a blob
+    dir: int  # its blob rows' dir
     errors: int = 0  # names that are not digests
     pending: tuple[str, ...] = ()  # digest directories without data yet (a push in flight)
     watched: bool = False
 
 
-Blobs = list[tuple[array, array]]  # (keys, sizes) chunks: no Python object per blob
-
-
 class BlobSizes:
-    """(key, size) of every blob ``data`` file, kept per 2-hex prefix directory; ``refresh`` says which blobs came
-    and went. Only new digests are stat-ed: inotify names them (as for exporter.scan), else a prefix whose stat
-    changed is listed, names only."""
+    """(key, size) of every blob ``data`` file, as rows of the ``blob`` table; ``refresh`` puts the blobs that
+    came and went in ``change``. Only new digests are stat-ed: inotify names them (as for exporter.scan), else a
+    prefix whose stat changed is listed, names only, and compared with its rows."""
 
-    def __init__(self, v2: Path):
+    def __init__(self, v2: Path, db: sqlite3.Connection | None = None):
         self.v2 = Path(v2)
+        self._db = _connect(None, self.v2)[0] if db is None else db
         self.errors = 0
         self.blobs = self.bytes = 0
         self._prefixes: dict[str, _Prefix] = {}
-        self._sha256: list[_Prefix | None] = [None] * 256  # by leading byte, for size()
+        self._dirs = 0
         try:
             self._watcher: inotify.Watcher | None = inotify.Watcher()
         except OSError:
@@ -661,48 +663,54 @@ class BlobSizes:
         if self._watcher:
             self._watcher.close()
             self._watcher = None
+        self._db.close()
 
-    def refresh(self, now: float | None = None) -> tuple[Blobs, Blobs]:
-        """(added, removed) since the last refresh."""
+    def refresh(self, now: float | None = None) -> tuple[int, int]:
+        """(blobs added, blobs removed) since the last refresh; ``changes`` lists them."""
         now = time.time() if now is None else now
+        db = self._db
+        db.execute("DELETE FROM change")  # the estimator empties it after a pass: cheap here
         created, dirty = self._drain()
         self.errors, errors = 0, [0]
         seen: dict[str, _Prefix] = {}
-        added: Blobs = []
-        removed: Blobs = []
         for alg in _list(self.v2 / "blobs", errors) or ():
             for prefix in _list(self.v2 / "blobs" / alg, errors) or ():
                 path = f"{self.v2}/blobs/{alg}/{prefix}"
                 got = self._prefix(path, alg, self._prefixes.get(path), now, created.get(path, {}),
-                                   dirty is None or path in dirty, added, removed)
+                                   dirty is None or path in dirty)
                 if got is not None:
                     seen[path] = got
-        removed += [(p.keys, p.sizes) for path, p in self._prefixes.items() if path not in seen]
+        for path, gone in self._prefixes.items():
+            if path not in seen:
+                db.execute("INSERT INTO change SELECT key, size, dir, 0 FROM blob WHERE dir = ?", (gone.dir,))
+                db.execute("DELETE FROM blob WHERE dir = ?", (gone.dir,))
+        db.execute("INSERT OR IGNORE INTO blob SELECT key, size, dir FROM change WHERE added")
         self._prefixes = seen
-        self._sha256 = [seen.get(f"{self.v2}/blobs/sha256/{i:02x}") for i in range(256)]
         self.errors += errors[0] + sum(p.errors for p in seen.values())
-        self.blobs += sum(len(k) for k, _ in added) - sum(len(k) for k, _ in removed)
-        self.bytes += sum(sum(n) for _, n in added) - sum(sum(n) for _, n in removed)
-        return added, removed
+        counts = {True: 0, False: 0}
+        for added, blobs, size in db.execute("SELECT added, count(*), sum(size) FROM change GROUP BY added"):
+            counts[bool(added)] = blobs
+            self.blobs += blobs if added else -blobs
+            self.bytes += size if added else -size
+        return counts[True], counts[False]
+
+    def changes(self) -> Iterator[tuple[int, int, bool]]:
+        """(key, size, added) of the blobs the last refresh found added or removed."""
+        for k, size, added in self._db.execute("SELECT key, size, added FROM change"):
+            yield k + _HALF, size, bool(added)
 
     def size(self, k: int) -> int | None:
         """The size of the blob with key ``k``, None when the store has none."""
-        prefix = self._sha256[k >> 8 * KEY - 8]
-        if prefix is not None:
-            at = bisect_left(prefix.keys, k)
-            if at < len(prefix.keys) and prefix.keys[at] == k:
-                return prefix.sizes[at]
-        if len(self._prefixes) > 256:  # other algorithms than sha256 (rare)
-            for path, other in self._prefixes.items():
-                if not path.startswith(f"{self.v2}/blobs/sha256/"):
-                    at = bisect_left(other.keys, k)
-                    if at < len(other.keys) and other.keys[at] == k:
-                        return other.sizes[at]
-        return None
+        return self.size_of(k - _HALF)
+
+    def size_of(self, stored: int) -> int | None:
+        """As ``size``, for a key as stored (minus 2^63)."""
+        row = self._db.execute("SELECT size FROM blob WHERE key = ?", (stored,)).fetchone()
+        return None if row is None else row[0]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for prefix in self._prefixes.values():
-            yield from zip(prefix.keys, prefix.sizes)
+        for k, size in self._db.execute("SELECT key, size FROM blob"):
+            yield k + _HALF, size
 
     def _drain(self) -> tuple[dict[str, dict[str, bool]], set[str] | None]:
         """Names created per watched prefix, and the prefixes that need a listing (None: all)."""
@@ -726,7 +734,9 @@ class BlobSizes:
         return self._watcher is not None and self._watcher.try_watch(path)
 
     def _prefix(self, path: str, alg: str, known: _Prefix | None, now: float, created: dict[str, bool],
-                dirty: bool, added: Blobs, removed: Blobs) -> _Prefix | None:
+                dirty: bool) -> _Prefix | None:
+        db = self._db
+        have: set[int] | None = set()  # keys already in its rows; None: look each new name up
         try:
             st = os.stat(path, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
@@ -740,43 +750,54 @@ class BlobSizes:
                 with os.scandir(path) as listing:  # d_type: no stat per entry, symlinks not followed
                     names = {d.name: True for d in sorted(listing, key=os.DirEntry.inode)
                              if d.is_dir(follow_symlinks=False)}  # inode order, as du: sequential on a cold cache
-                known = _Prefix(None, array("Q"), array("Q"), watched=watched)
+                self._dirs += 1
+                known = _Prefix(None, self._dirs, watched=watched)
             elif known.watched and not dirty:
                 names = dict.fromkeys(known.pending, False)  # inotify named what was added: no listing
                 names.update(created)
+                have = None
             else:
                 watched = self._watch(path)
-                listed = os.listdir(path)  # names only
-                names = dict.fromkeys(listed, False)
-                keys, sizes = _without(known.keys, known.sizes, {digest_key(n) for n in listed}, removed)
-                known = _Prefix(None, keys, sizes, watched=watched)
+                names = dict.fromkeys(os.listdir(path), False)  # names only
+                have = self._without(known.dir, {_name_key(n) for n in names})
+                known = _Prefix(None, known.dir, watched=watched)
         except FileNotFoundError:
             return None
         except OSError:
             self.errors += 1
             return None
-        keys, sizes, errors, pending, new = known.keys, known.sizes, 0, [], []
+        errors, pending, new = 0, [], []
         sha256 = alg == "sha256"
         for name, is_dir in names.items():
             if (_SHA256_HEX.fullmatch(name) is None) if sha256 else (manifests.key_of(alg, name) is None):
                 errors += 1  # Distribution's collector stops on a blob path that is not a digest
                 continue
-            k = int(name[:2 * KEY], 16)
-            at = bisect_left(keys, k)
-            if (at < len(keys) and keys[at] == k) or not (is_dir or is_real_dir(path, name)):
+            k = int(name[:2 * KEY], 16) - _HALF
+            if (k in have if have is not None else
+                    db.execute("SELECT 1 FROM blob WHERE key = ?", (k,)).fetchone() is not None):
+                continue
+            if not (is_dir or is_real_dir(path, name)):
                 continue
             n = self._size(f"{path}/{name}/data")
             if n is None:
                 pending.append(name)  # a digest directory without data yet: look again next time
                 continue
-            new.append((k, n))
-        if new:
-            new.sort()
-            added.append((array("Q", (k for k, _ in new)), array("Q", (n for _, n in new))))
-            keys, sizes = _merged(keys, sizes, added[-1])
+            new.append((k, n, known.dir))
+        db.executemany("INSERT INTO change VALUES (?, ?, ?, 1)", new)
         # known.errors: names counted before, when only inotify's new names were looked at (0 after a listing)
-        return _Prefix(None if racy or pending else key, keys, sizes, errors + known.errors, tuple(pending),
+        return _Prefix(None if racy or pending else key, known.dir, errors + known.errors, tuple(pending),
                        known.watched)
+
+    def _without(self, directory: int, listed: set[int | None]) -> set[int]:
+        """The keys of the rows of ``directory`` still ``listed``; the others go (to ``change``)."""
+        db = self._db
+        have, gone = set(), []
+        for (k,) in db.execute("SELECT key FROM blob WHERE dir = ?", (directory,)):
+            (have.add if k in listed else gone.append)(k)
+        for k in gone:
+            db.execute("INSERT INTO change SELECT key, size, dir, 0 FROM blob WHERE key = ?", (k,))
+            db.execute("DELETE FROM blob WHERE key = ?", (k,))
+        return have
 
     def _size(self, data: str) -> int | None:
         try:
@@ -792,30 +813,9 @@ class BlobSizes:
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
-def _without(keys: array, sizes: array, listed: set[bytes], removed: Blobs) -> tuple[array, array]:
-    """``keys`` and ``sizes`` without the blobs no longer ``listed`` (their scan.digest_key), those appended to
-    ``removed``."""
-    gone = [i for i, k in enumerate(keys) if k.to_bytes(KEY, "big") not in listed]
-    if not gone:
-        return keys, sizes
-    removed.append((array("Q", (keys[i] for i in gone)), array("Q", (sizes[i] for i in gone))))
-    drop = set(gone)
-    kept = [i for i in range(len(keys)) if i not in drop]
-    return array("Q", (keys[i] for i in kept)), array("Q", (sizes[i] for i in kept))
-
-
-def _merged(keys: array, sizes: array, new: tuple[array, array]) -> tuple[array, array]:
-    """Two sorted (keys, sizes) runs as one; the new run is short after the first pass."""
-    if not keys:
-        return new
-    out_keys, out_sizes, start = array("Q"), array("Q"), 0
-    for k, n in zip(*new):
-        at = bisect_left(keys, k, start)
-        out_keys += keys[start:at]
-        out_sizes += sizes[start:at]
-        out_keys.append(k)
-        out_sizes.append(n)
-        start = at
-    out_keys += keys[start:]
-    out_sizes += sizes[start:]
-    return out_keys, out_sizes
+def _name_key(name: str) -> int | None:
+    """The stored key of a digest directory's name, None when it has no leading hex."""
+    try:
+        return int(name[:2 * KEY], 16) - _HALF if len(name) >= 2 * KEY else None
+    except ValueError:
+        return None

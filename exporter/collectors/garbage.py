@@ -11,8 +11,10 @@ repository="(other)".
 The counting is exporter.garbage's (docs/garbage.md): the mark state is kept between passes, so a
 pass reads only links, manifests and blobs that changed. The store comes
 with every run (``found``), as for the storage collector, and a shared network store is left to
-the replica that walks it (storage.scan_shared). Each run also keeps the top repositories' bytes
-in a small history (in storage.state_dir when set), for their growth over the last day.
+the replica that walks it (storage.scan_shared). What the estimate keeps per blob and manifest is
+in a SQLite cache file (in storage.state_dir when set, else a private temporary file). Each run also
+keeps the top repositories' bytes in a small history (in storage.state_dir when set), for their
+growth over the last day.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class GarbageCollector:
             self._key = (v2, sid)
             if self._estimator is not None:
                 self._estimator.close()
-            self._estimator = Estimator(v2, self.config.top_repositories)
+            self._estimator = Estimator(v2, self.config.top_repositories, state_dir=self.config.state_dir)
             self._history = OwnerHistory(self.config.state_dir, sid)
         estimate = self._estimator.estimate()
         now = time.time()

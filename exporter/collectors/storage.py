@@ -9,7 +9,9 @@ dtr_storage_device_info{storage, device} ties the diskio collector's {device} se
 
 The storage path comes with every run (``found``), because Docker discovery
 may set or change it; the sampler runs this collector again at once when it
-does. The walk is incremental (see exporter.scan).
+does. The walk is incremental and reads storage.scan_concurrency directories at
+once (see exporter.scan); its index of known digests is a directory next to the
+history file in storage.state_dir, else a private temporary directory.
 
 A scan that fails or overruns keeps the last reading published (success 0):
 dtr_storage_scan_timestamp_seconds then ages, which DTRStorageScanStale
@@ -103,8 +105,12 @@ class StorageCollector:
             self._key = (v2, sid)
             if self._scanner:
                 self._scanner.close()
-            self._scanner = Scanner(v2, self.config.scan_rate)
             self._history = History(self.config.state_dir, sid)
+            # the scanner's index of known digests sits next to the history (none: a private temporary one)
+            index = self._history.path.with_name(self._history.path.stem.replace("history", "index", 1)) \
+                if self._history.path else None
+            self._scanner = Scanner(v2, self.config.scan_rate, index_dir=index,
+                                    concurrency=self.config.scan_concurrency)
         started, start_clock = time.monotonic(), time.time()
         result = self._scanner.scan()
         duration = time.monotonic() - started
@@ -131,6 +137,8 @@ class StorageCollector:
         problems = [f"{result.errors} unreadable entries under {v2}"] if result.errors else []
         if self._history.warning:
             problems.append(self._history.warning)
+        if self._scanner.warning:
+            problems.append(self._scanner.warning)
         if problems:
             raise PartialReading(reading, "; ".join(problems))
         return reading

@@ -238,29 +238,28 @@ def test_later_passes_parse_only_new_manifests_and_forget_gone_ones(store):
     assert estimator.estimate().manifests == 1
 
 
-def flat(chunks) -> list[tuple[int, int]]:
-    return [(k, n) for keys, sizes in chunks for k, n in zip(keys, sizes)]
-
-
 def test_blob_sizes_refresh_says_what_came_and_went_and_stats_only_new_digests(store, monkeypatch):
     for _ in range(20):
         store.blob(os.urandom(8))
     sizes_ = BlobSizes(store.v2)
-    added, removed = sizes_.refresh(now=2e9)
-    assert dict(sizes_) == dict(flat(added)) == {short(manifests.key(d)): n for d, n in store.sizes.items()}
-    assert removed == [] and (sizes_.blobs, sizes_.bytes) == (20, 160)
+    assert sizes_.refresh(now=2e9) == (20, 0)
+    expected = {short(manifests.key(d)): n for d, n in store.sizes.items()}
+    assert dict(sizes_) == {k: n for k, n, added in sizes_.changes() if added} == expected
+    assert (sizes_.blobs, sizes_.bytes) == (20, 160)
     new = store.blob(b"new")
     gone = next(iter(store.sizes))
     shutil.rmtree(store.v2 / "blobs/sha256" / gone[7:9] / gone[7:])
     stats = []
     real_size = BlobSizes._size
     monkeypatch.setattr(BlobSizes, "_size", lambda self, p: stats.append(p) or real_size(self, p))
-    added, removed = sizes_.refresh(now=2e9)
-    assert flat(added) == [(short(manifests.key(new)), 3)] and flat(removed) == [(short(manifests.key(gone)), 8)]
+    assert sizes_.refresh(now=2e9) == (1, 1)
+    assert sorted(sizes_.changes()) == sorted([(short(manifests.key(new)), 3, True),
+                                               (short(manifests.key(gone)), 8, False)])
     del store.sizes[gone]
     assert dict(sizes_) == {short(manifests.key(d)): n for d, n in store.sizes.items()}
     assert stats == [str(store.v2 / "blobs/sha256" / new[7:9] / new[7:] / "data")]
     assert sizes_.size(short(manifests.key(new))) == 3 and sizes_.size(short(manifests.key(gone))) is None
+    sizes_.close()
 
 
 # --- ownership -----------------------------------------------------------------------------------------
@@ -380,3 +379,40 @@ def _step(store: Store, pushed: dict[str, list[str]], op: str, rnd: random.Rando
         del store.sizes[d]
     elif op == "orphan":
         store.blob(os.urandom(rnd.randint(1, 300)))
+
+
+# --- the database --------------------------------------------------------------------------------------
+
+def test_the_database_is_a_cache_in_the_state_directory(store, tmp_path):
+    store.image("a", [store.layer("a", 10)], tag="t")
+    state = tmp_path / "state"
+    estimator = Estimator(store.v2, state_dir=state)
+    (path,) = state.glob("garbage-*.sqlite")
+    estimator.close()
+    path.write_bytes(b"not a database")  # left by an older run, or damaged: recreated, not read
+    estimator = Estimator(store.v2, state_dir=state)
+    assert estimator.estimate() == Estimator(store.v2).estimate()
+    estimator.close()
+    assert not path.exists()
+
+
+def test_an_unusable_state_directory_falls_back_to_a_temporary_database(store, tmp_path):
+    (tmp_path / "file").write_text("")
+    store.image("a", [store.layer("a", 10)], tag="t")
+    estimator = Estimator(store.v2, state_dir=tmp_path / "file")
+    assert estimator.estimate() == Estimator(store.v2).estimate()
+
+
+def test_a_pass_that_fails_half_way_starts_the_next_one_afresh(store, monkeypatch):
+    from exporter import garbage
+    for repo in ("a", "b"):
+        store.image(repo, [store.layer(repo, 10)], tag="v1")
+    estimator = Estimator(store.v2, clock=trusting())
+    estimator.estimate()
+    store.image("b", [store.layer("b", 20)], tag="v2")
+    real = garbage._read_link
+    monkeypatch.setattr(garbage, "_read_link", lambda path, errors: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        estimator.estimate()
+    monkeypatch.setattr(garbage, "_read_link", real)
+    assert estimator.estimate() == Estimator(store.v2).estimate()

@@ -115,6 +115,14 @@ def test_day_growth_from_the_state_dir_survives_a_restart(store, tmp_path, monke
     assert json.loads(next(state.glob("storage-owners-*.json")).read_text())["samples"]
 
 
+def test_the_estimate_keeps_its_database_in_the_state_dir(store, tmp_path):
+    state = tmp_path / "state"
+    c = collector(state_dir=str(state))
+    c.collect(Found(storage_path=store.v2.parent.parent.parent))
+    assert len(list(state.glob("garbage-*.sqlite"))) == 1  # what grows with the store, out of the heap
+    c._estimator.close()
+
+
 def test_history_keeps_one_sample_an_hour_and_a_day_of_them(tmp_path):
     history = garbage.OwnerHistory(None, "x")
     for minute in range(0, 30 * 60, 5):

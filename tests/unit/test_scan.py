@@ -7,11 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from exporter import scan
 from exporter.scan import Scanner, Throttle, resolve_v2
 from tests.support import unavailable
 
@@ -110,7 +112,8 @@ def test_incremental_rescan_lists_only_changed_prefixes_and_agrees(v2):
 
 def test_without_inotify_changed_prefixes_are_listed(v2):
     scanner = Scanner(v2, clock=LaterClock())
-    scanner.close()  # as on NFS or with no inotify watches left
+    scanner._watcher.close()  # as on NFS or with no inotify watches left
+    scanner._watcher = None
     scanner.scan()
     for i in range(10):
         add_blob(v2, f"late{i}", 1)
@@ -215,8 +218,169 @@ def test_known_digests_stay_sorted_and_complete_across_rescans(v2):
             add_blob(v2, f"round{round_}-{i}", i)
         result = scanner.scan()
         assert same(result, fresh(v2))
-    for prefix in scanner._prefixes.values():
-        records = [prefix.keys[i:i + 8] for i in range(0, len(prefix.keys), 8)]
-        assert records == sorted(records) and len(records) == prefix.blobs
+    for path, prefix in scanner._prefixes.items():
+        keys = scanner._index.read(path, prefix.check)
+        records = [keys[i:i + 8] for i in range(0, len(keys), 8)]
+        merged = records[:prefix.merged]  # the rest were appended by rescans, to be merged in later
+        assert merged == sorted(merged) and len(set(records)) == len(records) == prefix.blobs
     # nothing new: nothing examined
     assert scanner.scan().files_examined == 0
+
+    ab, merges = v2 / "blobs/sha256/ab", []
+    for round_ in range(4):  # 120 more in one prefix: appended twice, then merged into one sorted file
+        for i in range(30):
+            name = "ab" + hashlib.sha256(f"ab{round_}-{i}".encode()).hexdigest()[2:]
+            (ab / name).mkdir(parents=True)
+            (ab / name / "data").write_bytes(b"q")
+        result = scanner.scan()
+        assert same(result, fresh(v2)) and result.files_examined == 30
+        prefix = scanner._prefixes[str(ab)]
+        keys = scanner._index.read(str(ab), prefix.check)
+        records = [keys[i:i + 8] for i in range(0, len(keys), 8)]
+        assert len(set(records)) == len(records) == prefix.blobs
+        assert records[:prefix.merged] == sorted(records[:prefix.merged])
+        merges.append(prefix.merged == prefix.blobs)
+    assert merges[0] is False and True in merges  # appended first, merged once past 64 appended
+
+
+def generated(root: Path, blobs: int) -> Path:
+    """A store of ``blobs`` blobs, a few digest directories still without data and some stray entries."""
+    v2 = root / "docker" / "registry" / "v2"
+    for i in range(blobs):
+        add_blob(v2, f"gen{i}", i % 97)
+    for i in range(7):  # pushes in flight
+        hexa = hashlib.sha256(f"flight{i}".encode()).hexdigest()
+        (v2 / "blobs/sha256" / hexa[:2] / hexa).mkdir(parents=True, exist_ok=True)
+    (v2 / "blobs/sha256/0a/stray").write_bytes(b"junk")
+    (v2 / "repositories/lib/x/_manifests").mkdir(parents=True)
+    return v2
+
+
+def counts(result) -> tuple:
+    return result.blobs, result.blob_bytes, result.repositories, result.errors
+
+
+def test_concurrent_walk_counts_as_the_sequential_one(tmp_path, monkeypatch):
+    v2 = generated(tmp_path, 3000)
+    unreadable = sum(1 for p in (v2 / "blobs/sha256").glob("*/*/data") if p.parent.name[:3] in ("abc", "123", "fed"))
+    real_stat = os.stat
+
+    def flaky(path, *args, **kwargs):  # a few data files that cannot be read: errors, same in both walks
+        if str(path).endswith("/data") and Path(path).parent.name[:3] in ("abc", "123", "fed"):
+            raise PermissionError(13, "denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", flaky)
+    threads = set()
+    real_measure = Scanner._measure
+
+    def measure(self, *args):
+        threads.add(threading.current_thread().name)
+        return real_measure(self, *args)
+
+    monkeypatch.setattr(Scanner, "_measure", measure)
+    one = Scanner(v2, concurrency=1).scan()
+    alone = set(threads)
+    many = Scanner(v2, concurrency=8).scan()
+    assert len(threads - alone) > 1  # several workers did measure
+    assert counts(many) == counts(one) and many.errors > 0 and many.files_examined == one.files_examined
+    assert one.blobs == 3000 - unreadable and one.errors == unreadable
+
+
+def test_concurrent_rescans_agree_after_pushes_and_deletes(tmp_path):
+    v2 = generated(tmp_path, 2000)
+    scanner = Scanner(v2, clock=LaterClock(), concurrency=8)
+    scanner.scan()
+    for i in range(300):
+        add_blob(v2, f"push{i}", 5)
+    for gone in sorted((v2 / "blobs/sha256").glob("*/*"))[::97]:
+        shutil.rmtree(gone)
+    for landed in (v2 / "blobs/sha256").glob("*/*"):
+        if not (landed / "data").exists() and landed.is_dir():
+            (landed / "data").write_bytes(b"late")  # the pushes in flight land
+    rescan = scanner.scan()
+    assert counts(rescan) == counts(Scanner(v2, concurrency=1).scan(full=True))
+
+
+class FakeTime:
+    """A clock that moves only when slept, so a throttled walk's length is files / rate exactly."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_rate_is_held_across_all_workers(tmp_path, monkeypatch):
+    v2 = generated(tmp_path, 2000)
+    fake, threads = FakeTime(), set()
+
+    class Observed(Throttle):
+        def tick(self, n: int = 1) -> None:
+            threads.add(threading.current_thread().name)
+            super().tick(n)
+
+    monkeypatch.setattr(scan, "Throttle", lambda rate: Observed(rate, sleep=fake.sleep, clock=fake.clock))
+    result = Scanner(v2, rate=500.0, concurrency=8).scan()
+    assert len(threads) > 2
+    # each check sleeps until files done / rate: at most 64 files are ahead of the schedule at the end
+    assert (result.files_examined - 64) / 500.0 <= fake.now <= result.files_examined / 500.0
+
+
+def test_missing_or_corrupt_index_files_make_that_prefix_measured_in_full(v2):
+    scanner = Scanner(v2, clock=LaterClock())
+    scanner.scan()
+    prefixes = sorted(scanner._prefixes)
+    lost, corrupt, stale = (scanner._index.path(p) for p in prefixes[:3])
+    lost.unlink()
+    corrupt.write_bytes(corrupt.read_bytes()[:-3])
+    stale.write_bytes(bytes(len(stale.read_bytes())))  # the right length, the wrong keys
+    added = []
+    for i in range(2000):  # a new blob in each of the three prefixes
+        hexa = hashlib.sha256(f"n{i}".encode()).hexdigest()
+        if hexa[:2] in [Path(p).name for p in prefixes[:3]] and hexa[:2] not in [a.parent.name for a in added]:
+            added.append(add_blob(v2, f"n{i}", 11))
+    assert len(added) == 3
+    sizes = {Path(p).name: len(list(Path(p).iterdir())) for p in prefixes[:3]}
+    rescan = scanner.scan()
+    assert same(rescan, fresh(v2)) and rescan.blobs == 303
+    assert rescan.files_examined == sum(sizes.values())  # those three in full, nothing else
+    for p in prefixes[:3]:  # written again, whole
+        assert len(scanner._index.read(p, scanner._prefixes[p].check)) == 8 * scanner._prefixes[p].blobs
+
+
+def test_scanner_memory_holds_no_per_blob_keys(tmp_path):
+    v2 = generated(tmp_path, 20000)
+    scanner = Scanner(v2, clock=LaterClock())
+    scanner.scan()
+    for i in range(200):
+        add_blob(v2, f"grown{i}", 1)
+    assert scanner.scan().blobs == 20200
+    for prefix in scanner._prefixes.values():  # a summary is a few numbers, whatever the prefix holds
+        assert all(not isinstance(v, (bytes, bytearray, list, set, dict)) or len(v) <= 8 for v in vars(prefix).values())
+    held = sum(sys.getsizeof(v) for p in scanner._prefixes.values() for v in vars(p).values())
+    assert held < 256 * 400  # bytes; 20k blobs of 8-byte keys alone would be 160 kB
+    index = sum(f.stat().st_size for f in scanner._index.directory.iterdir())
+    assert index == 8 * 20200  # the keys are on disk instead
+
+
+def test_index_in_the_state_directory_and_private_one_removed(tmp_path, v2):
+    state = tmp_path / "state" / "storage-index-x"
+    scanner = Scanner(v2, index_dir=state)
+    scanner.scan()
+    assert len(list(state.iterdir())) == len(scanner._prefixes)
+    private = Scanner(v2)
+    private.scan()
+    where = private._index.directory
+    assert where.is_dir() and where.name.startswith("dtr-sizing-exporter-")
+    private.close()
+    assert not where.exists()
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    fallback = Scanner(v2, index_dir=blocked / "index")
+    assert "cannot create" in fallback.warning and same(fallback.scan(), fresh(v2))
+    fallback.close()

@@ -71,6 +71,19 @@ def test_unwritable_state_dir_is_partial_not_fatal(tmp_path):
     assert status.reading is not None and status.reading.blobs == 0  # the numbers still stand
 
 
+def test_scan_index_lives_in_the_state_dir_and_concurrency_is_passed(tmp_path):
+    for i in range(40):
+        digest = f"{i:02x}" + "0" * 62
+        (tmp_path / f"store/docker/registry/v2/blobs/sha256/{digest[:2]}/{digest}").mkdir(parents=True)
+        (tmp_path / f"store/docker/registry/v2/blobs/sha256/{digest[:2]}/{digest}/data").write_bytes(b"ab")
+    storage = StorageCollector(ctx(state_dir=str(tmp_path / "state"), scan_concurrency=3))
+    reading = storage.collect(at(tmp_path / "store"))
+    assert reading.blobs == 40 and storage._scanner.concurrency == 3
+    index, = (tmp_path / "state").glob("storage-index-*")
+    history, = (tmp_path / "state").glob("storage-history-*.json")
+    assert len(list(index.iterdir())) == 40 and index.name == history.stem.replace("history", "index")
+
+
 def test_storage_id_of_nfs_and_bind_mounts(tmp_path):
     proc = tmp_path / "proc"
     (proc / "self").mkdir(parents=True)

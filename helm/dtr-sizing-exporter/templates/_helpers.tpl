@@ -70,6 +70,7 @@ app.kubernetes.io/component: metrics
 {{- if .Values.storage.scanRate }}
 - --storage.scan-rate={{ .Values.storage.scanRate }}
 {{- end }}
+- --storage.scan-concurrency={{ .Values.storage.scanConcurrency }}
 {{- end }}
 {{- if .Values.docker.socket.enabled }}
 - --docker.host=unix:///var/run/docker.sock
