@@ -69,6 +69,7 @@ import os
 import re
 import sqlite3
 import stat
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,7 @@ _NAME = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._
 _KEPT_BY_ALL, _KEPT_UNLESS_28, _KEPT_IF_UNREFERENCED = 2, 1, 0  # how far a mark reaches, by mode
 _HALF = 1 << 63  # SQLite integers are signed: a key is stored as key - 2^63
 _REVISIONS, _TAGS = 0, 1  # entry.kind
+_REVISIONS_DIR, _TAGS_DIR = "revisions", "tags"  # keys of _Repo.dirs, under _manifests
 _NEW = -1  # entry.link of a name not in the table yet (1: a link, 0: a tag without current)
 log = logging.getLogger(__name__)
 _SQLITE_HEAP = 3 << 20  # bytes SQLite may hold before it frees cache pages: the page cache (1 MiB) and sorts
@@ -211,8 +213,10 @@ def _unlink(path: str) -> None:
 class _Repo:
     id: int
     name: str
-    dirs: dict = field(default_factory=dict)  # directory -> (stat key, names or None: its links are entry rows)
-    fulls: dict = field(default_factory=dict)  # key -> full key, of the links read this pass
+    # directory under _manifests (an interned name shared by every repository) -> (stat key, names or None: its
+    # links are entry rows); the heap holds this per repository, so no path strings are kept here
+    dirs: dict = field(default_factory=dict)
+    fulls: dict | None = None  # key -> full key, of the links read this pass
     bytes: int = 0
     unique: int = 0
     errors: int = 0
@@ -238,7 +242,8 @@ class Estimator:
         self.sizes = BlobSizes(self.v2, self._db)
         self._repos: dict[str, _Repo] = {}
         self._by_id: dict[int, _Repo] = {}
-        self._tree: dict[str, tuple] = {}  # directory under repositories/ -> (stat key, subdirectories, repository?)
+        self._tree: dict[str, tuple] = {}  # directory under repositories/, relative (a repository's name) -> (stat
+        # key, subdirectories, repository?)
         self._ids = 0
         self._marked = False  # some pass has marked: later ones move the totals key by key
         self.kept = [0, 0, 0]  # present blobs marked at least at level 0, 1, 2
@@ -309,21 +314,21 @@ class Estimator:
         """Repository names as Distribution's collector enumerates them; a directory is listed again only when
         its stat changed."""
         top = f"{self.v2}/repositories"
-        found, stack, tree = [], [top], {}
+        found, stack, tree = [], [""], {}
         while stack:
-            directory = stack.pop()
-            entry = _listing(directory, self._tree.get(directory), now, errors, _repository_entry)
+            name = stack.pop()  # relative to top: the tree's key is the repository's name, one string for both
+            directory = f"{top}/{name}" if name else top
+            entry = _listing(directory, self._tree.get(name), now, errors, _repository_entry)
             if entry is None:
                 continue
-            tree[directory] = entry
+            tree[name] = entry
             _, subdirs, is_repo = entry
-            if is_repo and directory != top:
-                name = directory[len(top) + 1:]
+            if is_repo and name:
                 if _NAME.fullmatch(name) is None or len(name) > 255:
                     errors[0] += 1  # Distribution stops here: "failed to parse repo name"
                 else:
                     found.append(name)
-            stack.extend(f"{directory}/{n}" for n in reversed(subdirs))
+            stack.extend(f"{name}/{n}" if name else n for n in reversed(subdirs))
         self._tree = tree
         return found
 
@@ -347,34 +352,35 @@ class Estimator:
         dirs: dict = {}
         if kind == _REVISIONS:
             root = f"{mdir}/revisions"
-            top = _listing(root, repo.dirs.get(root), now, errors)
+            top = _listing(root, repo.dirs.get(_REVISIONS_DIR), now, errors)
             if top is not None:
-                dirs[root] = top
-            bottoms = [(f"{root}/{alg}", f"{alg}/") for alg in (top[1] if top else ())]
+                dirs[_REVISIONS_DIR] = top
+            bottoms = [(f"{root}/{alg}", sys.intern(f"revisions/{alg}"), f"{alg}/") for alg in (top[1] if top else ())]
         else:
-            bottoms = [(f"{mdir}/tags", "")]
+            bottoms = [(f"{mdir}/tags", _TAGS_DIR, "")]
         changed = modified = False
-        for directory, prefix in bottoms:
-            c, m = self._bottom(repo, kind, directory, prefix, dirs, now, errors)
+        for directory, relative, prefix in bottoms:
+            c, m = self._bottom(repo, kind, directory, relative, prefix, dirs, now, errors)
             changed, modified = changed or c, modified or m
-        if kind == _REVISIONS and dirs.get(f"{mdir}/revisions") is not repo.dirs.get(f"{mdir}/revisions"):
+        if kind == _REVISIONS and dirs.get(_REVISIONS_DIR) is not repo.dirs.get(_REVISIONS_DIR):
             # the <alg> directories were listed again: forget the rows of those that went
-            kept = tuple(prefix for _, prefix in bottoms)
+            kept = tuple(prefix for _, _, prefix in bottoms)
             gone = [(repo.id, kind, name) for name, link in self._db.execute(
                 "SELECT name, link FROM entry WHERE repo = ? AND kind = 0", (repo.id,)) if not name.startswith(kept)]
             modified |= bool(gone)
             self._db.executemany("DELETE FROM entry WHERE repo = ? AND kind = ? AND name = ?", gone)
-        root = f"{mdir}/{'revisions' if kind == _REVISIONS else 'tags'}"
+        root = _REVISIONS_DIR if kind == _REVISIONS else _TAGS_DIR
         for stale in [d for d in repo.dirs if d.startswith(root) and d not in dirs]:
             del repo.dirs[stale]
         repo.dirs.update(dirs)
         return changed or modified, not modified
 
-    def _bottom(self, repo: _Repo, kind: int, directory: str, prefix: str, dirs: dict, now: float,
+    def _bottom(self, repo: _Repo, kind: int, directory: str, relative: str, prefix: str, dirs: dict, now: float,
                 errors: list[int]) -> tuple[bool, bool]:
-        """The links in one directory of links (named ``prefix`` + name): (some changed, some modified or gone)."""
+        """The links in one directory of links (named ``prefix`` + name; ``relative`` to _manifests): (some changed,
+        some modified or gone)."""
         db = self._db
-        known = repo.dirs.get(directory)
+        known = repo.dirs.get(relative)
         key = _stat_key(directory, now, errors)
         high = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
         old = db.execute("SELECT name, stat, key, errors, link FROM entry WHERE repo = ? AND kind = ? AND name >= ? "
@@ -394,7 +400,7 @@ class Estimator:
                 names = set(names)
                 gone = [row for row in old if row[0][cut:] not in names]
         if there:
-            dirs[directory] = (key, None)
+            dirs[relative] = (key, None)
         changed = modified = False
         writes = []
         link = "/link" if kind == _REVISIONS else "/current/link"
@@ -418,6 +424,8 @@ class Estimator:
             full = _read_link(path + link, link_errors)
             k = None if full is None else short(full) - _HALF
             if full is not None:
+                if repo.fulls is None:
+                    repo.fulls = {}
                 repo.fulls[k] = full
             writes.append((repo.id, kind, full_name, stat_key, k, link_errors[0], 1))
             errors[0] += link_errors[0]
@@ -438,14 +446,14 @@ class Estimator:
         found, refs = [], []
         for k, name in unknown:
             alg, _, hexa = name.partition("/")
-            full = repo.fulls.get(k) or _read_link(f"{mdir}/revisions/{alg}/{hexa}/link", [0])
+            full = (repo.fulls or {}).get(k) or _read_link(f"{mdir}/revisions/{alg}/{hexa}/link", [0])
             got = None if full is None else self._read_manifest(full, repo)
             if got is not None:
                 found.append((k, got[0]))
                 refs += ((k, r) for r in got[1])
         db.executemany("INSERT INTO manifest VALUES (?, ?)", found)
         db.executemany("INSERT INTO ref VALUES (?, ?)", refs)
-        repo.fulls = {}
+        repo.fulls = None
         return len(found)
 
     def _read_manifest(self, full: bytes, repo: _Repo) -> tuple[bool, set[int]] | None:
