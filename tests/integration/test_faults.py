@@ -225,19 +225,31 @@ def test_thousands_of_entries_changing_during_scans(host):
 
 def test_state_directory_full(host):
     filler = host.state / "filler"
+    stop = threading.Event()
+
+    def keep_full():
+        """Fill the tmpfs, then take every page anything else frees (the scan index rewrites its files) until
+        cleared, so that the history's next save cannot find one."""
+        with open(filler, "wb", buffering=0) as f:
+            while not stop.is_set():
+                try:
+                    f.write(b"\0" * 4096)
+                except OSError:  # ENOSPC: full, as wanted; look again for freed pages shortly
+                    stop.wait(0.005)
+
+    keeper = threading.Thread(target=keep_full, daemon=True)
 
     def fill():
         for state in host.state.glob("storage-history-*.json"):
-            state.unlink()  # first, so that no page it frees is left for the next save
-        try:
-            with open(filler, "wb") as f:
-                while True:
-                    f.write(b"\0" * 4096)
-                    f.flush()
-        except OSError:
-            pass  # ENOSPC: what we wanted
+            state.unlink()
+        keeper.start()
 
-    sick = fault_and_recover(host, "storage", fill, lambda: filler.unlink())
+    def clear():
+        stop.set()
+        keeper.join()
+        filler.unlink()
+
+    sick = fault_and_recover(host, "storage", fill, clear)
     assert "dtr_storage_blobs" in names(sick), "the scan's numbers stand while the history cannot be saved"
     assert "cannot save storage history" in host.log()
     assert list(host.state.glob("storage-history-*.json"))
