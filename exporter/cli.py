@@ -150,9 +150,12 @@ def _cap_malloc_arenas() -> None:
 
 
 def serve(config: cfg.Config, sampler: Sampler, renderer: Renderer) -> int:
-    from . import web, webconfig
+    from . import web
     _cap_malloc_arenas()  # before the first collector thread starts
-    watcher = webconfig.Watcher(config.web_config_file) if config.web_config_file else None
+    watcher = None
+    if config.web_config_file:
+        from . import webconfig  # only then: bcrypt and its shared library stay out of a plain server's memory
+        watcher = webconfig.Watcher(config.web_config_file)
     host, port = web.split_address(config.listen_address)
     app = web.App(sampler.snapshot, renderer, watcher)
     try:

@@ -34,16 +34,20 @@ pass costs what changed since the last one. What grows with the store lives in
 one SQLite database (a cache, recreated at start: in the state directory when
 there is one, else SQLite's private temporary file), with a 1 MiB page cache
 and a soft heap limit of 3 MiB, so the Python heap holds only a small record per
-repository and per blob prefix directory.
+blob prefix directory and the repository a pass is looking at.
 
 - Keys are the leading 8 bytes of a digest (``exporter.scan``'s KEY), stored as
   a signed integer (the unsigned one minus 2^63, so the order is kept). Tables:
   ``blob`` (key -> size, and its prefix directory), ``manifest`` (parsed once;
-  damaged or not) and ``ref`` (manifest, key it references), ``entry`` (per
-  repository, every revision and current tag link: its stat hash, the key it
-  names, its errors) and ``mark`` (repository, key -> the highest level it marks
-  the key at: 0 used, 1 kept by --delete-untagged, 2 kept by 2.8's too).
-- A pass stats every revision directory and current tag link, reads a link only
+  damaged or not) and ``ref`` (manifest, key it references), ``repo`` (name, its
+  bytes and unique bytes), ``dir`` (the stat hash of each directory of links),
+  ``entry`` (per repository, every revision and current tag link: its stat hash,
+  the key it names, its errors) and ``mark`` (repository, key -> the highest
+  level it marks the key at: 0 used, 1 kept by --delete-untagged, 2 kept by
+  2.8's too).
+- A pass lists the repositories tree (``seen`` collects the repositories found,
+  so those that went are the rest), stats every revision directory and current
+  tag link, reads a link only
   when its stat changed, and looks again only at repositories where some link
   changed: one SQL statement (a recursive query for the children of indexes)
   gives what the repository marks now, and the difference from its ``mark``
@@ -69,11 +73,10 @@ import os
 import re
 import sqlite3
 import stat
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from . import inotify, manifests
 from .manifests import ManifestError
@@ -141,6 +144,10 @@ CREATE INDEX blob_dir ON blob(dir, key);
 CREATE TABLE change(key INTEGER NOT NULL, size INTEGER NOT NULL, dir INTEGER NOT NULL, added INTEGER NOT NULL);
 CREATE TABLE manifest(key INTEGER PRIMARY KEY, damaged INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE ref(manifest INTEGER, key INTEGER, PRIMARY KEY(manifest, key)) WITHOUT ROWID;
+CREATE TABLE repo(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, bytes INTEGER NOT NULL DEFAULT 0,
+                  uniq INTEGER NOT NULL DEFAULT 0, unresolved INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE seen(id INTEGER PRIMARY KEY);
+CREATE TABLE dir(repo INTEGER, name TEXT, stat INTEGER, names TEXT, PRIMARY KEY(repo, name)) WITHOUT ROWID;
 CREATE TABLE entry(repo INTEGER, kind INTEGER, name TEXT, stat INTEGER, key INTEGER, errors INTEGER NOT NULL,
                    link INTEGER NOT NULL, PRIMARY KEY(repo, kind, name)) WITHOUT ROWID;
 CREATE INDEX entry_key ON entry(key) WHERE kind = 0;
@@ -211,16 +218,15 @@ def _unlink(path: str) -> None:
 
 @dataclass(eq=False, slots=True)
 class _Repo:
+    """A repository while a pass looks at it: what lasts between passes is in its rows."""
     id: int
     name: str
-    # directory under _manifests (an interned name shared by every repository) -> (stat key, names or None: its
-    # links are entry rows); the heap holds this per repository, so no path strings are kept here
-    dirs: dict = field(default_factory=dict)
-    fulls: dict | None = None  # key -> full key, of the links read this pass
-    bytes: int = 0
-    unique: int = 0
-    errors: int = 0
     unresolved: bool = False  # a revision's manifest was missing or unreadable: try again next pass
+    # directory under _manifests -> (stat key, names or None: its links are entry rows), and as loaded
+    dirs: dict = field(default_factory=dict)
+    loaded: dict = field(default_factory=dict)
+    fulls: dict | None = None  # key -> full key, of the links read this pass
+    errors: int = 0
 
 
 class Estimator:
@@ -240,11 +246,8 @@ class Estimator:
             self.sizes.close()
         self._db, self._path = _connect(self.state_dir, self.v2)
         self.sizes = BlobSizes(self.v2, self._db)
-        self._repos: dict[str, _Repo] = {}
-        self._by_id: dict[int, _Repo] = {}
-        self._tree: dict[str, tuple] = {}  # directory under repositories/, relative (a repository's name) -> (stat
-        # key, subdirectories, repository?)
         self._ids = 0
+        self._delta: dict[int, list[int]] = {}  # repository id -> [bytes, unique bytes] to add at the end of a pass
         self._marked = False  # some pass has marked: later ones move the totals key by key
         self.kept = [0, 0, 0]  # present blobs marked at least at level 0, 1, 2
         self.kept_bytes = [0, 0, 0]
@@ -270,23 +273,21 @@ class Estimator:
         self.sizes.refresh(now)
         self._blobs_changed()
         errors = [0]
-        names = self._walk(now, errors)
         parsed, bulk, prune = 0, not self._marked, False
-        for gone in set(self._repos).difference(names):
-            repo = self._repos.pop(gone)
-            self._apply(repo, new=False)
-            db.execute("DELETE FROM entry WHERE repo = ?", (repo.id,))
-            del self._by_id[repo.id]
-            prune = True
-        for name in names:
-            repo = self._repos.get(name)
-            if repo is None:
-                self._ids += 1  # ids are never reused
-                repo = self._repos[name] = self._by_id[self._ids] = _Repo(self._ids, name)
+        db.execute("DELETE FROM seen")
+        for name in self._walk(errors):
+            repo = self._load(name)
             got, changed = self._refresh(repo, now, bulk)
+            self._save(repo)
             parsed += got
             prune |= changed
             errors[0] += repo.errors
+        for (gone,) in db.execute("SELECT id FROM repo WHERE id NOT IN (SELECT id FROM seen)").fetchall():
+            self._apply(_Repo(gone, ""), new=False)
+            for table in ("entry", "dir", "repo"):
+                db.execute(f"DELETE FROM {table} WHERE {'id' if table == 'repo' else 'repo'} = ?", (gone,))
+            prune = True
+        self._flush()
         if bulk:
             self._totals()
         if prune:
@@ -301,36 +302,72 @@ class Estimator:
                         errors[0] + self.sizes.errors + int(damaged))
 
     def _owners(self) -> tuple[Owner, ...]:
-        everyone = sorted((Owner(r.name, r.bytes, r.unique) for r in self._repos.values()),
-                          key=lambda o: (-o.bytes, o.repository))
-        rest = everyone[self.top:]
-        if not rest:
-            return tuple(everyone)
-        return (*everyone[:self.top], Owner(OTHER, sum(o.bytes for o in rest), sum(o.unique_bytes for o in rest)))
+        db = self._db
+        top = [Owner(*row) for row in db.execute("SELECT name, bytes, uniq FROM repo ORDER BY bytes DESC, name "
+                                                 "LIMIT ?", (self.top + 1,))]
+        if len(top) <= self.top:
+            return tuple(top)
+        everyone, unique = db.execute("SELECT sum(bytes), sum(uniq) FROM repo").fetchone()
+        top.pop()
+        return (*top, Owner(OTHER, everyone - sum(o.bytes for o in top), unique - sum(o.unique_bytes for o in top)))
 
     # --- repositories --------------------------------------------------------------------------------
 
-    def _walk(self, now: float, errors: list[int]) -> list[str]:
-        """Repository names as Distribution's collector enumerates them; a directory is listed again only when
-        its stat changed."""
+    def _walk(self, errors: list[int]) -> Iterator[str]:
+        """Repository names as Distribution's collector enumerates them. Every directory is listed each pass: a
+        directory per repository or namespace, cheaper than keeping their listings."""
         top = f"{self.v2}/repositories"
-        found, stack, tree = [], [""], {}
+        stack = [""]
         while stack:
-            name = stack.pop()  # relative to top: the tree's key is the repository's name, one string for both
+            name = stack.pop()  # relative to top: a repository's name
             directory = f"{top}/{name}" if name else top
-            entry = _listing(directory, self._tree.get(name), now, errors, _repository_entry)
-            if entry is None:
+            names = _list(directory, errors)
+            if names is None:
                 continue
-            tree[name] = entry
-            _, subdirs, is_repo = entry
-            if is_repo and name:
+            if name and "_layers" in names:
                 if _NAME.fullmatch(name) is None or len(name) > 255:
                     errors[0] += 1  # Distribution stops here: "failed to parse repo name"
                 else:
-                    found.append(name)
-            stack.extend(f"{name}/{n}" if name else n for n in reversed(subdirs))
-        self._tree = tree
-        return found
+                    yield name
+            stack.extend(f"{name}/{n}" if name else n for n in sorted(names, reverse=True)
+                         if not n.startswith("_") and is_real_dir(directory, n))
+
+    def _load(self, name: str) -> _Repo:
+        """The repository's record, a new one when it was not there last pass; marked as seen."""
+        db = self._db
+        row = db.execute("SELECT id, unresolved FROM repo WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            self._ids += 1  # ids are never reused
+            db.execute("INSERT INTO repo(id, name) VALUES (?, ?)", (self._ids, name))
+            repo = _Repo(self._ids, name)
+        else:
+            repo = _Repo(row[0], name, bool(row[1]))
+            for d, key, names in db.execute("SELECT name, stat, names FROM dir WHERE repo = ?", (repo.id,)):
+                repo.dirs[d] = (key, None if names is None else tuple(names.split("/")) if names else ())
+            repo.loaded = dict(repo.dirs)
+        db.execute("INSERT INTO seen VALUES (?)", (repo.id,))
+        return repo
+
+    def _save(self, repo: _Repo) -> None:
+        """Write what changed of the repository's record."""
+        db = self._db
+        db.executemany("INSERT OR REPLACE INTO dir VALUES (?, ?, ?, ?)", [
+            (repo.id, d, key, None if names is None else "/".join(names))
+            for d, (key, names) in repo.dirs.items() if repo.loaded.get(d) != (key, names)])
+        db.executemany("DELETE FROM dir WHERE repo = ? AND name = ?",
+                       [(repo.id, d) for d in repo.loaded if d not in repo.dirs])
+        db.execute("UPDATE repo SET unresolved = ? WHERE id = ? AND unresolved != ?",
+                   (repo.unresolved, repo.id, repo.unresolved))
+
+    def _add(self, repo: int, size: int, unique: int) -> None:
+        delta = self._delta.setdefault(repo, [0, 0])
+        delta[0] += size
+        delta[1] += unique
+
+    def _flush(self) -> None:
+        self._db.executemany("UPDATE repo SET bytes = bytes + ?, uniq = uniq + ? WHERE id = ?",
+                             [(size, unique, repo) for repo, (size, unique) in self._delta.items()])
+        self._delta.clear()
 
     def _refresh(self, repo: _Repo, now: float, bulk: bool) -> tuple[int, bool]:
         """Look at a repository's links again; recompute what it marks when one changed. (Manifests parsed, some
@@ -355,7 +392,7 @@ class Estimator:
             top = _listing(root, repo.dirs.get(_REVISIONS_DIR), now, errors)
             if top is not None:
                 dirs[_REVISIONS_DIR] = top
-            bottoms = [(f"{root}/{alg}", sys.intern(f"revisions/{alg}"), f"{alg}/") for alg in (top[1] if top else ())]
+            bottoms = [(f"{root}/{alg}", f"revisions/{alg}", f"{alg}/") for alg in (top[1] if top else ())]
         else:
             bottoms = [(f"{mdir}/tags", _TAGS_DIR, "")]
         changed = modified = False
@@ -504,13 +541,13 @@ class Estimator:
         c0_after, top_after, owner_after = self._marks_of(k)
         self._move(top, top_after, size)
         if old is None:
-            repo.bytes += size
+            self._add(repo.id, size, 0)
         elif level is None:
-            repo.bytes -= size
+            self._add(repo.id, -size, 0)
         if c0 == 1:
-            self._by_id[owner].unique -= size
+            self._add(owner, 0, -size)
         if c0_after == 1:
-            self._by_id[owner_after].unique += size
+            self._add(owner_after, 0, size)
 
     def _marks_of(self, k: int) -> tuple[int, int, int | None]:
         """How many repositories mark ``k``, the highest level (-1: none), the one that marks it when only one."""
@@ -532,8 +569,8 @@ class Estimator:
                                "WHERE NOT c.added").fetchall():
             db.execute("DELETE FROM manifest WHERE key = ?", (k,))
             db.execute("DELETE FROM ref WHERE manifest = ?", (k,))
-            for (repo,) in db.execute("SELECT DISTINCT repo FROM entry WHERE kind = 0 AND key = ?", (k,)).fetchall():
-                self._by_id[repo].unresolved = True
+            db.execute("UPDATE repo SET unresolved = 1 WHERE id IN (SELECT repo FROM entry WHERE kind = 0 AND key = ?)",
+                       (k,))
         if not self._marked:
             return  # nothing is marked before the first pass has read the repositories
         for k, size, added in db.execute("SELECT key, size, added FROM change c WHERE EXISTS "
@@ -542,11 +579,10 @@ class Estimator:
             c0, top, owner = self._marks_of(k)
             self._move(-1, top, signed) if added else self._move(top, -1, size)
             if c0 == 1:
-                self._by_id[owner].bytes += signed
-                self._by_id[owner].unique += signed
+                self._add(owner, signed, signed)
             else:  # rare: a blob several repositories use came back or went away
                 for (repo,) in db.execute("SELECT repo FROM mark WHERE key = ?", (k,)).fetchall():
-                    self._by_id[repo].bytes += signed
+                    self._add(repo, signed, 0)
 
     def _totals(self) -> None:
         """Every total from the marks, in SQL: after a bulk pass."""
@@ -558,15 +594,10 @@ class Estimator:
             for at in range(level + 1):
                 self.kept[at] += blobs
                 self.kept_bytes[at] += size
-        for repo in self._by_id.values():
-            repo.bytes = repo.unique = 0
-        for repo, size in db.execute("SELECT m.repo, sum(b.size) FROM mark m JOIN blob b ON b.key = m.key "
-                                     "GROUP BY m.repo"):
-            self._by_id[repo].bytes = size
-        for repo, size in db.execute(
-                "SELECT m.repo, sum(b.size) FROM (SELECT key, min(repo) repo FROM mark GROUP BY key "
-                "HAVING count(*) = 1) m JOIN blob b ON b.key = m.key GROUP BY m.repo"):
-            self._by_id[repo].unique = size
+        db.execute("UPDATE repo SET bytes = (SELECT coalesce(sum(b.size), 0) FROM mark m JOIN blob b ON b.key = m.key "
+                   "WHERE m.repo = repo.id), uniq = (SELECT coalesce(sum(b.size), 0) FROM mark m JOIN blob b "
+                   "ON b.key = m.key WHERE m.repo = repo.id AND NOT EXISTS "
+                   "(SELECT 1 FROM mark o WHERE o.key = m.key AND o.repo != m.repo))")
 
     def _forget(self) -> None:
         """Drop the manifests no repository links any more."""
@@ -598,22 +629,16 @@ def _stat_key(path: str, now: float, errors: list[int]):
     return hash((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))  # one int, not four, per link
 
 
-def _listing(directory: str, known: tuple | None, now: float, errors: list[int],
-             shape: Callable[[str, list[str]], tuple] = lambda _, names: (tuple(names),)) -> tuple | None:
-    """(key, *shape(names)) of a directory, ``known`` itself while its stat key is unchanged; None
-    when it cannot be read."""
+def _listing(directory: str, known: tuple | None, now: float, errors: list[int]) -> tuple | None:
+    """(stat key, names) of a directory, ``known`` itself while its stat key is unchanged; None when it cannot be
+    read."""
     key = _stat_key(directory, now, errors)
     if key is False:
         return None
     if known is not None and key is not None and known[0] == key:
         return known
     names = _list(directory, errors)
-    return None if names is None else (key, *shape(directory, names))
-
-
-def _repository_entry(directory: str, names: list[str]) -> tuple[tuple[str, ...], bool]:
-    """A directory of the repositories tree: its subdirectories to walk, and whether it is a repository."""
-    return tuple(n for n in sorted(names) if not n.startswith("_") and is_real_dir(directory, n)), "_layers" in names
+    return None if names is None else (key, tuple(names))
 
 
 def _read_link(path: str, errors: list[int]) -> bytes | None:

@@ -126,10 +126,12 @@ def listen(host: str | None, port: int) -> list[socket.socket]:
         if socket.has_dualstack_ipv6():
             return [socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=1024)]
         return [socket.create_server(("", port), backlog=1024)]
+    # an ASCII host as bytes: getaddrinfo sends a str through the idna codec, whose tables then stay resident
+    name = host.encode() if host.isascii() else host
     sockets: list[socket.socket] = []
     try:
         for family, _, _, _, address in dict.fromkeys(
-                socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)):
+                socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)):
             sockets.append(socket.create_server(address, family=family, backlog=1024))
     except OSError:
         for sock in sockets:
