@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/curves.py [--sizes 100000,1000000,3000000] [--store 1000000=/var/tmp/store-1m ...]
                                      [--repos 10000] [--dir /var/tmp] [--no-cold] [--keep] [--json]
+                                     [--merge earlier.json ...]
 
 For each size: a store of that many blobs, blobs/20 of them manifests, in ``--repos``
 repositories (bench/garbage.py's ``generate``, under ``--dir``, removed afterwards unless
 ``--keep``), or the existing store ``--store SIZE=PATH`` names (made the same way; never
-removed). On it, in this order: bench/storage_scan.py warm, then ``--cold`` (caches dropped:
+removed). The sizes are ``--sizes`` and those of ``--store``; with only ``--store``, its
+sizes alone. On it, in this order: bench/storage_scan.py warm, then ``--cold`` (caches dropped:
 root; skipped with ``--no-cold``): full scan vs ``du -s``, rescan after 1 % new blobs, the
 exporter's RSS; bench/garbage.py: first estimate and the one after 1 % new pushes, RSS
 growth; bench/soak.py for two minutes: `serve` with every collector on (garbage and
@@ -16,7 +18,9 @@ blobs to the store, so later steps see up to 3 % more than the nominal size.
 Prints a Markdown table per measure: one column per size, then the fit over the sizes
 (times: least squares in log-log, ``t = a·N^b``; memory: linear, ``a + b·N``, a fixed base
 plus a cost per blob) and its value at 10M blobs, marked *extrapolated* unless 10M was
-measured. ``--json``: one JSON object. Prints how long the whole run took.
+measured. ``--json``: one JSON object. ``--merge FILE``: add the sizes an earlier
+``--json`` run measured (one size per run fits a long benchmark into separate sittings),
+nothing measured again. Prints how long the whole run took.
 """
 
 from __future__ import annotations
@@ -142,7 +146,8 @@ def table(results: dict[int, dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="100000,1000000,3000000", help="blob counts to generate, comma separated")
+    p.add_argument("--sizes", help="blob counts to generate, comma separated (default 100000,1000000,3000000, "
+                   "none when --store or --merge is given)")
     p.add_argument("--store", action="append", default=[], metavar="SIZE=PATH",
                    help="use this existing store for SIZE instead of generating one (repeatable)")
     p.add_argument("--repos", type=int, default=10_000, help="repositories in generated stores (default 10000)")
@@ -150,6 +155,8 @@ def main() -> None:
     p.add_argument("--no-cold", dest="cold", action="store_false", help="skip the cold (caches dropped) scans")
     p.add_argument("--keep", action="store_true", help="keep the generated stores")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--merge", action="append", default=[], type=Path, metavar="FILE",
+                   help="an earlier run's --json output: its sizes join the table (repeatable)")
     args = p.parse_args()
     given = {}
     for item in args.store:
@@ -157,7 +164,17 @@ def main() -> None:
         if not size.isdigit() or not path:
             p.error(f"--store: give SIZE=PATH, not {item!r}")
         given[int(size)] = Path(path)
-    sizes = sorted(given) if given else [int(s) for s in args.sizes.split(",")]
+    default = "" if given or args.merge else "100000,1000000,3000000"
+    try:
+        sizes = sorted({*given, *(int(s) for s in (args.sizes or default).split(",") if s)})
+    except ValueError:
+        p.error(f"--sizes: give blob counts separated by commas, not {args.sizes!r}")
+    earlier = {}
+    for path in args.merge:
+        try:
+            earlier.update({int(n): r for n, r in json.loads(path.read_text())["results"].items()})
+        except (OSError, ValueError, KeyError) as err:
+            p.error(f"--merge: {path} is not a bench/curves.py --json output ({err})")
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="curves-", dir=args.dir))
     results = {}
@@ -177,6 +194,8 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     took = time.monotonic() - started
+    results = {**earlier, **results}
+    sizes = sorted(results)
     if args.json:
         print(json.dumps({"seconds": took, "results": results}))
         return

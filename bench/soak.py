@@ -1,7 +1,7 @@
 """Soak: resident memory of a real `serve` over rescans of a store that keeps growing.
 
     .venv/bin/python bench/soak.py /var/tmp/soak-1m [--blobs 1000000] [--minutes 60] [--interval 60]
-                                   [--grow 0.001] [--rate 0.5] [--json]
+                                   [--grow 0.001] [--rate 0.5] [--dtr-node] [--json]
 
 The exporter runs with every default collector, the garbage and workload collectors
 included, ``--storage.path`` on the store, a state directory, a registry request log
@@ -16,6 +16,12 @@ manifests are pushed into the store, a scrape every 15 s (as Prometheus), VmRSS
 sampled every 10 s for ``--minutes``. Reports the RSS once the first scan is served,
 the maximum, the last, and the least-squares slope of RSS over the second half
 of the window (MiB per hour: the drift; near 0 means steady). ``--json``: one JSON object.
+
+``--dtr-node``: a real dockerd runs a stand-in DTR node (tests/dtr_node.py: DTR's eight
+containers by name, the real Distribution registry among them) and ``serve`` gets
+``--docker.host`` on it, so the docker and traffic collectors find what they find on a
+DTR node, and the Docker SDK's memory counts. Without it those collectors report the
+failure (no Docker here) and stay light.
 """
 
 from __future__ import annotations
@@ -75,14 +81,14 @@ def grow(v2: Path, blobs: int, repos: int, seed: str) -> None:
     generate(v2, blobs, max(1, blobs // 20), repos, seed)
 
 
-def soak(store: Path, log: Path, work: Path, args: argparse.Namespace) -> dict:
+def soak(store: Path, log: Path, work: Path, args: argparse.Namespace, extra: list[str]) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     state = work / "state"
     state.mkdir(exist_ok=True)
     cmd = [sys.executable, "-m", "exporter", "serve", f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
            f"--config.file={config_file(work, args.interval)}", f"--storage.path={store}",
-           f"--storage.state-dir={state}", f"--registry.log-path={log}"]
+           f"--storage.state-dir={state}", f"--registry.log-path={log}", *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
     v2 = store / "docker/registry/v2"
     samples: list[tuple[float, float]] = []
@@ -138,6 +144,8 @@ def main() -> None:
     p.add_argument("--interval", type=float, default=60, help="storage and garbage intervals, and pushes, s")
     p.add_argument("--grow", type=float, default=0.001, help="share of the blobs pushed each interval (0.1 %%)")
     p.add_argument("--rate", type=float, default=0.5, help="blob GETs a second in the request log")
+    p.add_argument("--dtr-node", action="store_true",
+                   help="serve against a real dockerd running a stand-in DTR node (root, dockerd installed)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args()
     v2 = args.store / "docker/registry/v2"
@@ -154,11 +162,17 @@ def main() -> None:
         write_day(log, hot, args.rate, time.time())
         appender = Appender(log, hot, args.rate)
         appender.start()
+        node = None
         try:
-            result = soak(args.store, log, work, args)
+            if args.dtr_node:
+                from tests.dtr_node import DtrNode
+                node = DtrNode(work / "node").start()
+            result = soak(args.store, log, work, args, [f"--docker.host={node.host}"] if node else [])
         finally:
             appender.stop.set()
             appender.join()
+            if node:
+                node.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:

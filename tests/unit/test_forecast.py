@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from exporter.forecast import Sample, forecast, growth, segments
+from exporter.forecast import Sample, _median, forecast, growth, segments
 
 DAY = 86400.0
 GB = 10**9
@@ -100,3 +103,8 @@ def test_clock_going_backwards():
     # duplicate and out-of-order times do not divide by zero
     jumbled = samples[::-1] + samples[:10]
     assert forecast(jumbled, NOW, CRITICAL).growth_bytes_per_second == pytest.approx(rate, rel=0.02)
+
+
+@given(st.lists(st.floats(-1e12, 1e12), min_size=1, max_size=40))
+def test_the_median_of_slopes_is_the_textbook_median(values):
+    assert _median(values) == statistics.median(values)
