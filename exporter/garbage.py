@@ -222,6 +222,7 @@ class _Repo:
     id: int
     name: str
     unresolved: bool = False  # a revision's manifest was missing or unreadable: try again next pass
+    was_unresolved: bool = False  # as loaded
     # directory under _manifests -> (stat key, names or None: its links are entry rows), and as loaded
     dirs: dict = field(default_factory=dict)
     loaded: dict = field(default_factory=dict)
@@ -341,7 +342,7 @@ class Estimator:
             db.execute("INSERT INTO repo(id, name) VALUES (?, ?)", (self._ids, name))
             repo = _Repo(self._ids, name)
         else:
-            repo = _Repo(row[0], name, bool(row[1]))
+            repo = _Repo(row[0], name, bool(row[1]), bool(row[1]))
             for d, key, names in db.execute("SELECT name, stat, names FROM dir WHERE repo = ?", (repo.id,)):
                 repo.dirs[d] = (key, None if names is None else tuple(names.split("/")) if names else ())
             repo.loaded = dict(repo.dirs)
@@ -356,8 +357,8 @@ class Estimator:
             for d, (key, names) in repo.dirs.items() if repo.loaded.get(d) != (key, names)])
         db.executemany("DELETE FROM dir WHERE repo = ? AND name = ?",
                        [(repo.id, d) for d in repo.loaded if d not in repo.dirs])
-        db.execute("UPDATE repo SET unresolved = ? WHERE id = ? AND unresolved != ?",
-                   (repo.unresolved, repo.id, repo.unresolved))
+        if repo.unresolved != repo.was_unresolved:
+            db.execute("UPDATE repo SET unresolved = ? WHERE id = ?", (repo.unresolved, repo.id))
 
     def _add(self, repo: int, size: int, unique: int) -> None:
         delta = self._delta.setdefault(repo, [0, 0])
