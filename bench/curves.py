@@ -1,7 +1,7 @@
 """Cost curves: scan, rescan, garbage estimate and resident memory against store size, fitted and extrapolated.
 
     .venv/bin/python bench/curves.py [--sizes 100000,1000000,3000000] [--store 1000000=/var/tmp/store-1m ...]
-                                     [--repos 10000] [--dir /var/tmp] [--no-cold] [--keep] [--json]
+                                     [--repos 10000] [--dir /var/tmp] [--no-cold] [--runs 3] [--keep] [--json]
                                      [--merge earlier.json ...]
 
 For each size: a store of that many blobs, blobs/20 of them manifests, in ``--repos``
@@ -65,17 +65,18 @@ def garbage_figures(text: str) -> dict:
             "rss_first_mib": int(rss.group(2)) / 1024, "rss_second_mib": int(rss.group(3)) / 1024}
 
 
-def scan_figures(scan: dict) -> dict:
+def scan_figures(scan: dict, mode: str) -> dict:
     steps = {name: (ours, du) for name, _, ours, du in scan["steps"]}
-    return {"full": steps["full scan"][0], "full_du": steps["full scan"][1],
+    return {"full": steps[f"full scan, {mode}"][0], "full_du": steps[f"full scan, {mode}"][1],
             "rescan": steps["incremental rescan after +1 %"][0], "rescan_du": steps["incremental rescan after +1 %"][1],
             "exporter_rss": scan["exporter"]["rss_mib"], "exporter_peak": scan["exporter"]["peak_mib"]}
 
 
-def measure(size: int, store: Path, work: Path, cold: bool) -> dict:
-    out = {"warm": scan_figures(step("storage_scan.py", str(store), "--json"))}
+def measure(size: int, store: Path, work: Path, cold: bool, runs: int) -> dict:
+    out = {"warm": scan_figures(step("storage_scan.py", str(store), "--runs", str(runs), "--json"), "warm")}
     if cold:
-        out["cold"] = scan_figures(step("storage_scan.py", str(store), "--cold", "--json"))
+        out["cold"] = scan_figures(step("storage_scan.py", str(store), "--cold", "--runs", str(runs), "--json"),
+                                   "cold")
     state = work / f"garbage-state-{size}"
     state.mkdir(exist_ok=True)
     out["garbage"] = step("garbage.py", str(store), str(size), str(size // 20), "--state-dir", str(state),
@@ -153,6 +154,7 @@ def main() -> None:
     p.add_argument("--repos", type=int, default=10_000, help="repositories in generated stores (default 10000)")
     p.add_argument("--dir", type=Path, default=Path("/var/tmp"), help="where stores are generated (not a tmpfs)")
     p.add_argument("--no-cold", dest="cold", action="store_false", help="skip the cold (caches dropped) scans")
+    p.add_argument("--runs", type=int, default=3, help="timed runs of each full scan, the best counts (default 3)")
     p.add_argument("--keep", action="store_true", help="keep the generated stores")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--merge", action="append", default=[], type=Path, metavar="FILE",
@@ -187,7 +189,7 @@ def main() -> None:
                 generate(store / "docker/registry/v2", size, size // 20, args.repos, "base")
                 print(f"bench/curves.py: generated {size} blobs in {time.monotonic() - t:.0f} s", file=sys.stderr,
                       flush=True)
-            results[size] = measure(size, store, work, args.cold)
+            results[size] = measure(size, store, work, args.cold, args.runs)
             if store not in given.values() and not args.keep:
                 shutil.rmtree(store, ignore_errors=True)
     finally:

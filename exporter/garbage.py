@@ -47,9 +47,8 @@ blob prefix directory and the repository a pass is looking at.
   2.8's too).
 - A pass lists the repositories tree (``seen`` collects the repositories found,
   so those that went are the rest), stats every revision directory and current
-  tag link, reads a link only
-  when its stat changed, and looks again only at repositories where some link
-  changed: one SQL statement (a recursive query for the children of indexes)
+  tag link, reads a link only when its stat changed, and looks again only at
+  repositories where some link changed: one SQL statement (a recursive query for the children of indexes)
   gives what the repository marks now, and the difference from its ``mark``
   rows moves the totals, key by key. The first pass inserts the marks in bulk
   and computes the totals with GROUP BY.
