@@ -48,10 +48,10 @@ blob prefix directory and the repository a pass is looking at.
 - A pass lists the repositories tree (``seen`` collects the repositories found,
   so those that went are the rest), stats every revision directory and current
   tag link, reads a link only when its stat changed, and looks again only at
-  repositories where some link changed: one SQL statement (a recursive query for the children of indexes)
-  gives what the repository marks now, and the difference from its ``mark``
-  rows moves the totals, key by key. The first pass inserts the marks in bulk
-  and computes the totals with GROUP BY.
+  repositories where some link changed: one SQL statement (a recursive query
+  for the children of indexes) gives what the repository marks now, and the
+  difference from its ``mark`` rows moves the totals, key by key. The first
+  pass inserts the marks in bulk and computes the totals with GROUP BY.
 - Blob sizes: inotify names the digest directories created since the last pass,
   a changed prefix without it is listed and compared with its rows, and only new
   digests are stat-ed. The blobs added and removed this pass (table ``change``)
@@ -284,8 +284,9 @@ class Estimator:
             errors[0] += repo.errors
         for (gone,) in db.execute("SELECT id FROM repo WHERE id NOT IN (SELECT id FROM seen)").fetchall():
             self._apply(_Repo(gone, ""), new=False)
-            for table in ("entry", "dir", "repo"):
-                db.execute(f"DELETE FROM {table} WHERE {'id' if table == 'repo' else 'repo'} = ?", (gone,))
+            db.execute("DELETE FROM entry WHERE repo = ?", (gone,))
+            db.execute("DELETE FROM dir WHERE repo = ?", (gone,))
+            db.execute("DELETE FROM repo WHERE id = ?", (gone,))
             prune = True
         self._flush()
         if bulk:
