@@ -280,6 +280,18 @@ class LoggingRegistry(Registry):
                  timeout=30, what="docker-registry /v2/")
         return self
 
+    def pull_blob(self, repo: str, digest: str) -> int:
+        """As Registry.pull_blob, and returns once the registry has logged it: it writes "response completed"
+        after the client has the last byte, so a reader of the log right after the pull could miss it."""
+        before = self._completed(digest)
+        got = super().pull_blob(repo, digest)
+        wait_for(lambda: self._completed(digest) > before, timeout=10, what=f"the registry's log line for {digest}")
+        return got
+
+    def _completed(self, digest: str) -> int:
+        return sum(1 for line in self.log_path.read_text(errors="replace").splitlines()
+                   if digest in line and "response completed" in line)
+
 
 @contextlib.contextmanager
 def memory_cgroup(limit_bytes: int):
