@@ -15,7 +15,9 @@ hot set are served: every ``--interval`` seconds ``--grow`` (0.1 %) more blobs a
 manifests are pushed into the store, a scrape every 15 s (as Prometheus), VmRSS
 sampled every 10 s for ``--minutes``. Reports the RSS once the first scan is served,
 the maximum, the last, and the least-squares slope of RSS over the second half
-of the window (MiB per hour: the drift; near 0 means steady). ``--json``: one JSON object.
+of the window (MiB per hour: the drift; near 0 means steady) and the storage and garbage
+collectors' pass durations (the first, then the median of the later ones, each seen in a
+scrape; a pass may start before a push has finished). ``--json``: one JSON object.
 
 ``--dtr-node``: a real dockerd runs a stand-in DTR node (tests/dtr_node.py: DTR's eight
 containers by name, the real Distribution registry among them) and ``serve`` gets
@@ -50,6 +52,18 @@ SAMPLE = 10  # seconds between RSS samples
 SCRAPE = 15  # seconds between scrapes
 # what must be in /metrics before the window starts: the first scan, garbage estimate and hot set
 FIRST = ("dtr_storage_blobs{", "dtr_storage_reclaimable_bytes{", "dtr_storage_hot_bytes{")
+TIMED = ("storage", "garbage")  # collectors whose pass durations are reported
+
+
+def durations(body: str) -> dict[str, float]:
+    """``dtr_exporter_collector_duration_seconds`` of the TIMED collectors in one scrape."""
+    out = {}
+    for line in body.splitlines():
+        if line.startswith("dtr_exporter_collector_duration_seconds{"):
+            for name in TIMED:
+                if f'collector="{name}"' in line:
+                    out[name] = float(line.split()[-1])
+    return out
 
 
 def slope_per_hour(points: list[tuple[float, float]]) -> float:
@@ -92,14 +106,22 @@ def soak(store: Path, log: Path, work: Path, args: argparse.Namespace, extra: li
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
     v2 = store / "docker/registry/v2"
     samples: list[tuple[float, float]] = []
+    passes: dict[str, list[float]] = {name: [] for name in TIMED}  # each new duration seen, in order
+
+    def note(body: str) -> None:
+        for name, seconds in durations(body).items():
+            if not passes[name] or passes[name][-1] != seconds:
+                passes[name].append(seconds)
+
     try:
         started = time.monotonic()
         wait_up(url + "/-/ready", proc, 3600)
         with requests.Session() as session:
-            while not all(w in session.get(url + "/metrics", timeout=30).text for w in FIRST):
+            while not all(w in (body := session.get(url + "/metrics", timeout=30).text) for w in FIRST):
                 if proc.poll() is not None:
                     sys.exit(f"bench/soak.py: the exporter exited {proc.returncode}")
                 time.sleep(1)
+            note(body)
             first_after = time.monotonic() - started
             first_rss = rss_mib(proc.pid)
             print(f"first scan, estimate and hot set served after {first_after:.0f} s, RSS {first_rss:.1f} MiB",
@@ -112,7 +134,9 @@ def soak(store: Path, log: Path, work: Path, args: argparse.Namespace, extra: li
                     added += 1
                     next_grow += args.interval
                 if now >= next_scrape:
-                    session.get(url + "/metrics", timeout=30, headers={"Accept-Encoding": "gzip"}).raise_for_status()
+                    response = session.get(url + "/metrics", timeout=30, headers={"Accept-Encoding": "gzip"})
+                    response.raise_for_status()
+                    note(response.text)
                     next_scrape += SCRAPE
                 if now >= next_sample:
                     samples.append((now - begun, rss_mib(proc.pid)))
@@ -132,6 +156,7 @@ def soak(store: Path, log: Path, work: Path, args: argparse.Namespace, extra: li
             "minutes": span / 60, "interval_seconds": args.interval, "first_scan_served_seconds": first_after,
             "first_scan_rss_mib": first_rss, "max_rss_mib": max(v for _, v in samples),
             "end_rss_mib": samples[-1][1], "drift_mib_per_hour": slope_per_hour(second_half),
+            "pass_seconds": {name: [round(v, 3) for v in seen] for name, seen in passes.items()},
             "samples": [[round(t), round(v, 2)] for t, v in samples]}
 
 
@@ -188,6 +213,10 @@ def main() -> None:
     print(f"| maximum RSS, MiB | {result['max_rss_mib']:.1f} |")
     print(f"| RSS at the end, MiB | {result['end_rss_mib']:.1f} |")
     print(f"| drift over the second half (least squares), MiB/hour | {result['drift_mib_per_hour']:+.2f} |")
+    for name, seen in result["pass_seconds"].items():
+        later = sorted(seen[1:])
+        median = f"{later[len(later) // 2]:.2f}" if later else "-"
+        print(f"| {name} pass: first / median of the {len(later)} later, s | {seen[0] if seen else '-'} / {median} |")
 
 
 if __name__ == "__main__":
