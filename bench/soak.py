@@ -22,8 +22,9 @@ scrape; a pass may start before a push has finished). ``--json``: one JSON objec
 ``--dtr-node``: a real dockerd runs a stand-in DTR node (tests/dtr_node.py: DTR's eight
 containers by name, the real Distribution registry among them) and ``serve`` gets
 ``--docker.host`` on it, so the docker and traffic collectors find what they find on a
-DTR node, and the Docker SDK's memory counts. Without it those collectors report the
-failure (no Docker here) and stay light.
+DTR node, and what the docker collector costs counts (its Engine API calls, container
+stats on a small pool of threads). Without it those collectors report the failure (no
+Docker here) and stay light.
 """
 
 from __future__ import annotations

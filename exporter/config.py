@@ -210,7 +210,8 @@ SETTINGS: tuple[Setting, ...] = (
             doc="how many repositories the `garbage` collector publishes by the bytes they use "
                 "(`dtr_repository_bytes`); the rest are summed as `repository=\"(other)\"` ([garbage](garbage.md))"),
     Setting("docker.host", "docker_host", TEXT, None, "Docker Engine API address", flag="--docker.host",
-            shown="`unix:///var/run/docker.sock`"),
+            doc="the Docker Engine API: `unix:///path/to/docker.sock` or `tcp://host:port` (plain HTTP; "
+                "mount the socket rather than expose TLS)", shown="`unix:///var/run/docker.sock`"),
     Setting("docker.data_root", "docker_data_root", PATH, "/var/lib/docker",
             "Docker's data root on the host, read under --path.rootfs", flag="--docker.data-root",
             doc="Docker's data root on the host, read under `paths.rootfs`; its filesystem (or its nearest "

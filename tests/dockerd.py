@@ -72,10 +72,6 @@ class Dockerd:
         if state in ("Z", "X", "gone"):
             pidfile.unlink(missing_ok=True)
 
-    def client(self):
-        import docker
-        return docker.DockerClient(base_url=self.host, timeout=60)
-
     def kill(self) -> None:
         """SIGKILL, as a crash would; containers keep running under containerd's shims."""
         if self.proc and self.proc.poll() is None:

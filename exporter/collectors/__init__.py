@@ -7,9 +7,9 @@ A module in this package is a collector by being here (found with pkgutil), and 
 - ``COLLECTOR``: a class built from the ``Context`` whose ``collect(found)`` returns a reading;
 - ``families(reading)``: the metric families that reading becomes.
 
-A collector imports no other collector, and no web, report or CLI module. Heavy libraries (the
-Docker SDK, requests) are imported inside the functions that use them: importing every module
-here is cheap, so a host without Docker never loads the SDK.
+A collector imports no other collector, and no web, report or CLI module. Heavy libraries
+(requests) are imported inside the functions that use them: importing every module here is
+cheap, so a node that needs no HTTP client library never loads one.
 
 What one collector learns that others follow travels as ``Found``, an immutable value: the
 discoverers (``Spec.discovers``) put theirs in their reading's ``found``; the sampler merges

@@ -32,16 +32,17 @@ from typing import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .. import dtr
+from ..engine import Engine, NotFound, parse_host
 from . import NOTHING, Found, PartialReading, Spec
 
 SPEC = Spec(True, 30, 20, "the Docker Engine API at --docker.host (DTR containers, volumes, stats)", discovers=2)
 
 log = logging.getLogger(__name__)
 DEFAULT_SOCKET = "/var/run/docker.sock"
-# A stats call costs about a second (dockerd waits for a second CPU sample);
-# these run concurrently and the whole batch gets this share of the collector's timeout.
+# A stats call takes milliseconds with one-shot (API 1.41), about a second before it (dockerd
+# waits for a second CPU sample); they run concurrently, the batch within this share of the timeout.
 STATS_SHARE = 0.6
-MAX_PARALLEL_STATS = 16
+MAX_PARALLEL_STATS = 4  # a DTR replica has eight containers: two rounds on an old daemon
 
 
 @dataclass(frozen=True)
@@ -101,24 +102,12 @@ class DockerCollector:
         self.host = getattr(config, "docker_host", None)
         settings = config.collectors.get("docker") if config else None
         self.timeout = settings.timeout if settings else 20.0
-        self._client = None
+        validate(self.host)
+        self._api = Engine(self.host or f"unix://{DEFAULT_SOCKET}", timeout=max(1.0, self.timeout * STATS_SHARE))
         self._pool = ThreadPoolExecutor(MAX_PARALLEL_STATS, thread_name_prefix="docker-stats")
         self._said_absent = False
         self._store_path: Path | None = None  # the last store found, and its driver
         self._driver: str | None = None
-
-    def _api(self):
-        if self._client is None:
-            import docker  # here, not at the top: a node without Docker never pays for the SDK
-            self._client = docker.APIClient(base_url=self.host or f"unix://{DEFAULT_SOCKET}",
-                                            timeout=max(1.0, self.timeout * STATS_SHARE), version="auto")
-        return self._client
-
-    def _drop_client(self) -> None:
-        # a daemon that went away leaves a client with a stale API version and dead pool: start afresh
-        if self._client is not None:
-            self._client.close()
-        self._client = None
 
     def collect(self, found: Found = NOTHING) -> DockerReading:
         """``found``: what the other discoverers said (the DTR API's driver wins over Docker's guess)."""
@@ -127,12 +116,8 @@ class DockerCollector:
                 log.debug("no Docker socket; the docker collector reports nothing", extra={"socket": DEFAULT_SOCKET})
                 self._said_absent = True
             return DockerReading(available=False)
-        try:
-            api = self._api()
-            listed = api.containers(all=True)
-        except Exception:
-            self._drop_client()
-            raise
+        api = self._api
+        listed = api.containers()
         identified = [(c, m) for c in listed if (m := dtr.identify(c)) is not None]
         replica = dtr.choose_replica([m for _, m in identified])
         ours = [(c, m) for c, m in identified if m.replica_id == replica or m.replica_id is None]
@@ -160,11 +145,10 @@ class DockerCollector:
     @staticmethod
     def _inspect(api, members: list[dtr.Member]) -> dict[str, dict]:
         """``GET /containers/<id>/json`` of each member: its pid, HostConfig and Env."""
-        from docker.errors import NotFound
         out = {}
         for member in members:
             try:
-                out[member.container_id] = api.inspect_container(member.container_id)
+                out[member.container_id] = api.inspect(member.container_id)
             except NotFound:
                 continue  # removed since the listing
         return out
@@ -200,8 +184,7 @@ class DockerCollector:
         return None
 
     def _stats(self, api, running: list[dtr.Member]) -> tuple[dict[str, dict], list[str]]:
-        from docker.errors import NotFound
-        futures = {self._pool.submit(api.stats, m.container_id, stream=False): m for m in running}
+        futures = {self._pool.submit(api.stats, m.container_id): m for m in running}
         done, _ = wait(futures, timeout=self.timeout * STATS_SHARE)
         stats, missing = {}, []
         for future, member in futures.items():
@@ -223,6 +206,16 @@ class DockerCollector:
 
 
 COLLECTOR = DockerCollector
+
+
+def validate(host: str | None) -> None:
+    """A ``docker.host`` that cannot work stops the exporter at start (exit 2), naming the key."""
+    from ..config import ConfigError  # here: exporter.config imports the collectors package
+    if host is not None:
+        try:
+            parse_host(host)
+        except ValueError as err:
+            raise ConfigError(f"docker.host: {err}") from None
 
 CONTAINER_LABELS = ["component", "container"]
 CONTAINER_SERIES = (

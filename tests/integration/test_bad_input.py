@@ -60,6 +60,7 @@ CONFIGS = {  # id: (file text, a word the message must name)
     "log-level": ("log:\n  level: verbose\n", "log.level"),
     "dtr-insecure-string": ("dtr:\n  insecure: 'yes'\n", "dtr.insecure"),
     "dtr-timeout-word": ("dtr:\n  timeout: forever\n", "dtr.timeout"),
+    "docker-host-ssh": ("docker:\n  host: ssh://admin@node1\n", "docker.host"),
     "procfs-empty": ("paths:\n  procfs: ''\n", "paths.procfs"),
     "top-level-list": ("- a\n- b\n", "top level"),
     "top-level-scalar": ("just a string\n", "top level"),
@@ -82,6 +83,9 @@ FLAGS = {
     "scan-rate-negative": (["--storage.scan-rate=-1"], "--storage.scan-rate"),
     "scan-rate-nan": (["--storage.scan-rate", "nan"], "--storage.scan-rate"),
     "dtr-insecure-value": (["--dtr.insecure=yes"], "--dtr.insecure"),
+    "docker-host-path": (["--docker.host", "/var/run/docker.sock"], "docker.host"),  # unix:// missing
+    "docker-host-no-port": (["--docker.host", "tcp://node1"], "docker.host"),
+    "docker-host-tls": (["--docker.host", "https://node1:2376"], "docker.host"),
     "scan-shared": (["--storage.scan-shared", "maybe"], "--storage.scan-shared"),
     "unknown-flag-close": (["--web.listen=:1"], "--web.listen-address"),
     "unknown-command": (["serv"], "serv"),

@@ -11,8 +11,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 import requests
 
+from exporter.engine import Engine, EngineError, NotFound
 from tests.dtr_node import SLEEPERS, VERSION, dtr_node, series, value  # noqa: F401 (dtr_node is a fixture)
 from tests.registry import Registry
 from tests.standin_dtr import StandinDtr
@@ -119,6 +121,24 @@ def test_storage_follows_a_recreated_registry_container(dtr_node, tmp_path):
         dtr_node.run_registry()
         _, pushed = pusher(dtr_node, tmp_path).push_image("after/recreate", "1", [1024])
         wait_for(lambda: blobs() == before + len(pushed), timeout=30, what="the new blobs counted")
+
+
+def test_the_engine_client_against_the_real_daemon(dtr_node):
+    """exporter/engine.py's three calls, on the API version the daemon speaks: shapes the collector reads."""
+    api = Engine(dtr_node.host, timeout=10)
+    listed = {c["Names"][0]: c for c in api.containers()}
+    registry = next(c for name, c in listed.items() if name.startswith("/dtr-registry-"))
+    assert registry["State"] == "running" and registry["Mounts"]
+    details = api.inspect(registry["Id"])
+    assert details["State"]["Pid"] > 0 and "HostConfig" in details and details["LogPath"]
+    stats = api.stats(registry["Id"])
+    assert stats["memory_stats"]["usage"] > 0 and stats["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+    with pytest.raises(NotFound, match="HTTP 404: No such container: 0123abc"):
+        api.inspect("0123abc")
+    with pytest.raises(NotFound):
+        api.stats("0123abc")
+    with pytest.raises(EngineError, match=r"GET /nosuch/path: HTTP 404"):
+        api.get("/nosuch/path")
 
 
 def test_killing_dockerd_fails_the_docker_collector_alone_until_it_is_back(dtr_node, tmp_path):

@@ -9,6 +9,7 @@ deploy/swarm/stack.yml with ``docker stack deploy``.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def image(dockerd):
     build = dockerd.docker("build", "--network", "host", "--build-arg", f"BASE_IMAGE={base}", *_pip_build_args(),
                            "-t", IMAGE, str(ROOT), timeout=900, check=False)
     assert build.returncode == 0, f"docker build failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
-    sizes = [dockerd.client().images.get(i).attrs["Size"] / 2**20 for i in (base, IMAGE)]
+    sizes = [int(dockerd.docker("image", "inspect", "--format", "{{.Size}}", i).stdout) / 2**20 for i in (base, IMAGE)]
     print(f"image build took {time.monotonic() - started:.0f}s; base {sizes[0]:.0f} MiB, image {sizes[1]:.0f} MiB")
     return IMAGE
 
@@ -136,7 +137,7 @@ def test_image_holds_only_the_installed_package(dockerd, image):
                          "/opt/dtr-sizing-exporter/bin/python", image, "-c", probe).stdout.split()
     assert out[0].startswith("/opt/dtr-sizing-exporter/lib/"), out
     assert out[1:] == ["True", "False", UID], "pip or the sources were left in the image, or it runs as root"
-    labels = dockerd.client().images.get(image).labels
+    labels = json.loads(dockerd.docker("image", "inspect", "--format", "{{json .Config.Labels}}", image).stdout)
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.title"] == "dtr-sizing-exporter"
 

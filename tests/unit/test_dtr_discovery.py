@@ -106,22 +106,19 @@ def test_hostconfig_cpus(host_config, cpus):
 
 
 class FakeApi:
-    """The Docker SDK calls the collector makes, answered from recorded-shape dictionaries."""
+    """The Engine API calls the collector makes, answered from recorded-shape dictionaries."""
 
     def __init__(self, listed, inspected):
         self.listed, self.inspected = listed, inspected
 
-    def containers(self, all=False):
+    def containers(self):
         return self.listed
 
-    def inspect_container(self, container_id):
+    def inspect(self, container_id):
         return self.inspected[container_id]
 
-    def stats(self, container_id, stream=False):
+    def stats(self, container_id):
         return {}
-
-    def close(self):
-        pass
 
 
 def collect_with(listed, inspected):
@@ -129,7 +126,7 @@ def collect_with(listed, inspected):
     from exporter.config import Config
     ctx = Context(config=Config(docker_host="tcp://127.0.0.1:1"))
     collector = create("docker", ctx)
-    collector._client = FakeApi(listed, inspected)
+    collector._api = FakeApi(listed, inspected)
     return ctx, collector.collect()
 
 
