@@ -153,11 +153,14 @@ def soak(store: Path, log: Path, work: Path, args: argparse.Namespace, extra: li
     second_half = [(t, v) for t, v in samples if t >= span / 2]
     scans = next((line.split()[-1] for line in body.splitlines()
                   if line.startswith("dtr_storage_blobs{")), "?")
+    failing = sorted(line.split('collector="')[1].split('"')[0] for line in body.splitlines()
+                     if line.startswith("dtr_exporter_collector_success{") and float(line.split()[-1]) == 0)
     return {"blobs_at_start": args.blobs_now, "blobs_at_end": scans, "pushes": added,
             "minutes": span / 60, "interval_seconds": args.interval, "first_scan_served_seconds": first_after,
             "first_scan_rss_mib": first_rss, "max_rss_mib": max(v for _, v in samples),
             "end_rss_mib": samples[-1][1], "drift_mib_per_hour": slope_per_hour(second_half),
             "pass_seconds": {name: [round(v, 3) for v in seen] for name, seen in passes.items()},
+            "failing_at_end": failing,
             "samples": [[round(t), round(v, 2)] for t, v in samples]}
 
 
@@ -214,6 +217,7 @@ def main() -> None:
     print(f"| maximum RSS, MiB | {result['max_rss_mib']:.1f} |")
     print(f"| RSS at the end, MiB | {result['end_rss_mib']:.1f} |")
     print(f"| drift over the second half (least squares), MiB/hour | {result['drift_mib_per_hour']:+.2f} |")
+    print(f"| collectors failing at the end | {', '.join(result['failing_at_end']) or 'none'} |")
     for name, seen in result["pass_seconds"].items():
         later = sorted(seen[1:])
         median = f"{later[len(later) // 2]:.2f}" if later else "-"
