@@ -4,8 +4,8 @@ Methods, best first (docs/workload.md states each one's accuracy):
 
 - ``log``: the registry's request log (exporter/accesslog.py). Every blob GET
   answered 200/206 marks its digest read at the line's time; the last read
-  time and size of each digest are kept packed (LastReads, 20 bytes a digest,
-  pruned beyond 24 h), the size from one stat of the blob's data file when
+  time and size of each digest are kept in a SQLite table off the heap
+  (LastReads, pruned beyond 24 h), the size from one stat of the blob's data file when
   the digest is first seen (a digest's content never changes). Exact for
   both windows once the log has been followed for 24 h; before that the
   24 h figure is a lower bound and ``covered_seconds`` says how far back it
@@ -26,11 +26,9 @@ reached through, bind mounts included.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
-from array import array
-from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import chain, compress
 from pathlib import Path
 
 from .accesslog import APP, LogTail, blob_path, reads
@@ -63,91 +61,78 @@ def atime_policy(flags: int) -> str:
 
 
 class LastReads:
-    """Each digest's last read time, and its size, for the last 24 h, packed in 20 bytes a digest.
+    """Each digest's last read time, and its size, for the last 24 h, in a SQLite table.
 
-    A dict of digest -> time beside one of digest -> size took about 200 bytes a digest:
-    10 MiB for a 50,000-blob day on a 1M-blob store, five times the workload budget
-    (docs/performance.md). Here three parallel arrays sorted by the digest's first 8 bytes
-    (a collision among a few million random digests is below 1e-6) hold the time and the
-    size; digests first read since the last merge wait in a small dict. Sizes are a stat of
-    the data file when a digest is first seen (its content never changes), -1 when it has
-    none in this store.
+    In the heap, even packed in 20 bytes a digest, this grew with the day's distinct reads:
+    3 MiB for the 150,000 of a 3M-blob store in the soak, 10 MiB at 10M (docs/performance.md).
+    Here it is a table in SQLite's private temporary database, which spills to a file once
+    past its page cache (a file nobody else sees, deleted on exit: the log is read again at
+    start anyway). Rows are keyed by the digest's first 8 bytes (a collision among a few
+    million random digests is below 1e-6). Digests read since the last merge wait in a small
+    dict and go in with one transaction; sizes are a stat of the data file when a digest is
+    first seen (its content never changes), -1 when it has none in this store.
     """
 
-    # new digests held unpacked before a merge (about 200 bytes each meanwhile); 1,024 left 0.3 MiB
-    # more resident after the first pass: small objects outliving the parsing pin its freed heap
-    MERGE = 256
+    MERGE = 256  # digests held in the dict before a merge (about 200 bytes each meanwhile)
+    _PRAGMAS = ("journal_mode=OFF", "synchronous=OFF", "cache_size=-512", "temp_store=FILE")
 
     def __init__(self, v2: Path):
         self.v2 = v2
-        self.keys = array("Q")  # sorted digest prefixes
-        self.times = array("I")  # unix seconds: fits until 2106
-        self.sizes = array("q")
-        self.fresh: dict[int, list[int]] = {}  # prefix -> [time, size], not yet merged
+        # one collector run at a time uses it, from whichever thread the sampler gives that run
+        self.db = sqlite3.connect("", check_same_thread=False, isolation_level=None)
+        for pragma in self._PRAGMAS:
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.execute("CREATE TABLE reads (key INTEGER PRIMARY KEY, last INTEGER NOT NULL, size INTEGER NOT NULL)")
+        self.fresh: dict[int, list] = {}  # key -> [time, digest], not yet merged
         self.oldest: int | None = None  # the earliest read seen
 
     def note(self, digest: bytes, when: int) -> None:
-        key = int.from_bytes(digest[:8], "big")
-        i = bisect_left(self.keys, key)
-        if i < len(self.keys) and self.keys[i] == key:
-            self.times[i] = max(self.times[i], when)
-        elif key in self.fresh:
-            entry = self.fresh[key]
+        key = int.from_bytes(digest[:8], "big", signed=True)  # SQLite's integers are signed 64-bit
+        entry = self.fresh.get(key)
+        if entry is not None:
             entry[0] = max(entry[0], when)
         else:
-            self.fresh[key] = [when, _size(self.v2, digest)]
+            self.fresh[key] = [when, digest]
             if len(self.fresh) >= self.MERGE:
                 self._merge()
         self.oldest = when if self.oldest is None else min(self.oldest, when)
 
     def last_read(self, digest: bytes) -> int | None:
-        key = int.from_bytes(digest[:8], "big")
-        i = bisect_left(self.keys, key)
-        if i < len(self.keys) and self.keys[i] == key:
-            return self.times[i]
-        return self.fresh[key][0] if key in self.fresh else None
+        self._merge()
+        row = self.db.execute("SELECT last FROM reads WHERE key = ?",
+                              (int.from_bytes(digest[:8], "big", signed=True),)).fetchone()
+        return row[0] if row else None
 
     def prune(self, now: float) -> None:
         """Merges the new digests and drops those last read more than 24 h before ``now``."""
         self._merge()
-        keep = bytes(t >= now - HORIZON for t in self.times)
-        if keep.count(0):
-            self.keys, self.times, self.sizes = (array(a.typecode, compress(a, keep))
-                                                 for a in (self.keys, self.times, self.sizes))
+        self.db.execute("DELETE FROM reads WHERE last < ?", (now - HORIZON,))
 
     def window(self, now: float, seconds: int) -> tuple[Window, int]:
         """(bytes and blobs read within ``seconds`` before ``now``, digests without a data file)."""
-        cutoff = now - seconds
-        total = blobs = unsized = 0
-        for when, size in chain(zip(self.times, self.sizes), self.fresh.values()):
-            if when < cutoff:
-                continue
-            if size < 0:
-                unsized += 1
-            else:  # one at a time, not a list of sizes: 36,000 ints fragment the heap they leave
-                total += size
-                blobs += 1
+        self._merge()
+        total, blobs, unsized = self.db.execute(
+            "SELECT coalesce(sum(CASE WHEN size >= 0 THEN size END), 0), coalesce(sum(size >= 0), 0), "
+            "coalesce(sum(size < 0), 0) FROM reads WHERE last >= ?", (now - seconds,)).fetchone()
         return Window(total, blobs), unsized
 
     def _merge(self) -> None:
-        # into arrays made at their final length, copied through memoryviews: growing them
-        # entry by entry, merge after merge, left holes in the heap
+        # plain SQL that SQLite 3.7 (RHEL 7) runs too: no UPSERT, lists of bound values under its 999
         if not self.fresh:
             return
-        fresh = sorted(self.fresh.items())
-        length = len(self.keys) + len(fresh)
-        merged = [array(a.typecode, [0]) * length for a in (self.keys, self.times, self.sizes)]
-        with memoryview(self.keys) as k, memoryview(self.times) as t, memoryview(self.sizes) as s, \
-                memoryview(merged[0]) as nk, memoryview(merged[1]) as nt, memoryview(merged[2]) as ns:
-            done = 0  # old entries copied
-            for n, (key, (when, size)) in enumerate(fresh):
-                i = bisect_left(self.keys, key, done)
-                nk[done + n:i + n], nt[done + n:i + n], ns[done + n:i + n] = k[done:i], t[done:i], s[done:i]
-                nk[i + n], nt[i + n], ns[i + n] = key, when, size
-                done = i
-            n = len(fresh)
-            nk[done + n:], nt[done + n:], ns[done + n:] = k[done:], t[done:], s[done:]
-        self.keys, self.times, self.sizes = merged
+        keys = list(self.fresh)
+        known = set()
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            query = f"SELECT key FROM reads WHERE key IN ({','.join('?' * len(part))})"
+            known.update(key for (key,) in self.db.execute(query, part))
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE reads SET last = max(last, ?) WHERE key = ?",
+                            ((self.fresh[key][0], key) for key in known))
+        self.db.executemany("INSERT INTO reads VALUES (?, ?, ?)",
+                            ((key, when, _size(self.v2, digest))
+                             for key, (when, digest) in self.fresh.items() if key not in known))
+        self.db.execute("COMMIT")
         self.fresh.clear()
 
 
