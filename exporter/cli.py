@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import difflib
 import logging
 import sys
 import time
@@ -44,6 +43,7 @@ class Parser(argparse.ArgumentParser):
         if message.startswith("unrecognized arguments:"):
             unknown = message.split(":", 1)[1].split()[0].split("=")[0]
             known = [o for a in self._actions for o in a.option_strings]
+            import difflib  # here: only a mistyped flag needs it (0.2 MiB resident for the life of serve)
             close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
             if not unknown.startswith("-"):
                 message = f"unexpected argument {unknown!r}: give one command of {', '.join(COMMANDS)}"

@@ -11,7 +11,6 @@ accepted.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass, field, make_dataclass
@@ -364,6 +363,7 @@ def write_docs(root: Path) -> None:
 # --- reading a file ------------------------------------------------------------
 
 def _unknown(key: str, where: str, accepted: Any) -> ConfigError:
+    import difflib  # here: only a mistyped key needs it
     name = key.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(name, list(accepted), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""

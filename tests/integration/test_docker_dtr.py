@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from exporter.engine import Engine, EngineError, NotFound
 from tests.dtr_node import SLEEPERS, VERSION, dtr_node, series, value  # noqa: F401 (dtr_node is a fixture)
 from tests.registry import Registry
 from tests.standin_dtr import StandinDtr
-from tests.support import Exporter, run_exporter, wait_for
+from tests.support import ROOT, Exporter, run_exporter, wait_for
 
 COMPONENTS = (*SLEEPERS, "registry")
 
@@ -139,6 +140,20 @@ def test_the_engine_client_against_the_real_daemon(dtr_node):
         api.stats("0123abc")
     with pytest.raises(EngineError, match=r"GET /nosuch/path: HTTP 404"):
         api.get("/nosuch/path")
+
+
+def test_the_docker_collector_loads_no_http_library(dtr_node, tmp_path):
+    """The Engine API over http.client: neither the Docker SDK nor requests and urllib3 beneath it,
+    6.6 MiB resident for the life of the process (docs/performance.md)."""
+    probe = (f"import sys\nfrom exporter import cli\n"
+             f"status = cli.main(['metrics', '--docker.host', {dtr_node.host!r}, '--log.level=error', "
+             f"'--storage.state-dir', {str(tmp_path)!r}])\n"
+             f"print(status, sorted({{'docker', 'requests', 'urllib3'}} & set(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    text, _, loaded = done.stdout.rstrip("\n").rpartition("\n")
+    assert value(text, "dtr_exporter_collector_success", collector="docker") == 1, done.stderr
+    assert value(text, "dtr_container_up", component="registry") == 1
+    assert loaded == "0 []"
 
 
 def test_killing_dockerd_fails_the_docker_collector_alone_until_it_is_back(dtr_node, tmp_path):
