@@ -38,6 +38,7 @@ cannot be read is counted in ``errors`` and skipped.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
@@ -289,13 +290,13 @@ class Scanner:
 
     def _scan_blobs(self, result: Result, throttle: Throttle, full: bool, now: float) -> None:
         paths = [entry.path for alg in subdirs(self.v2 / "blobs", result) for entry in subdirs(alg.path, result)]
-        if full:  # every prefix is measured: all of it on the workers
-            prefixes = self._map(lambda path: _done(self._prefix(path, full, now, throttle)), paths)
-        else:  # a rescan: a changed prefix is a few stats, quicker here than handed to a thread
-            prefixes = [self._prefix(path, full, now, throttle) for path in paths]
-            todo = [i for i, p in enumerate(prefixes) if callable(p)]  # those measured in full are not
-            for i, prefix in zip(todo, self._map(lambda i: prefixes[i](), todo)):
-                prefixes[i] = prefix
+        # the prefix directories are stat-ed and watched here (a watch's number is kept: made on a worker, it
+        # would be one of the objects outliving the walk in its heap, see _Packed); the listings and the
+        # digests' stats go to the workers. In a rescan a changed prefix is a few stats, quicker here too.
+        prefixes = [self._prefix(path, full, now, throttle) for path in paths]
+        todo = [i for i, p in enumerate(prefixes) if callable(p)]  # those measured in full
+        for i, prefix in zip(todo, self._map(lambda i: prefixes[i](), todo, full)):
+            prefixes[i] = prefix
         seen: dict[str, Prefix] = {}
         for path, prefix in zip(paths, prefixes):
             if prefix is None:  # vanished between listing and stat
@@ -310,11 +311,23 @@ class Scanner:
             self._index.drop(path)
         self._prefixes = seen
 
-    def _map(self, work: Callable, items: list) -> list:
+    def _map(self, work: Callable[..., Prefix | None], items: list, full: bool) -> list[Prefix | None]:
+        """``work`` on each item, ``concurrency`` at a time; its summaries are kept as numbers until all are done
+        (see _Packed), and after a full walk made only once its garbage is collected."""
+        packed = _Packed(len(items))
+
+        def measure(at: int) -> None:
+            packed.put(at, work(items[at]))
         if self.concurrency == 1 or len(items) < 2:
-            return [work(item) for item in items]
-        with ThreadPoolExecutor(min(self.concurrency, len(items)), thread_name_prefix="scan") as pool:
-            return list(pool.map(work, items))
+            for at in range(len(items)):
+                measure(at)
+        else:
+            with ThreadPoolExecutor(min(self.concurrency, len(items)), thread_name_prefix="scan") as pool:
+                for _ in pool.map(measure, range(len(items))):
+                    pass
+        if full:  # the walk's garbage (its threads' cycles, freed tuples kept for reuse) is in its arenas too
+            gc.collect()
+        return [packed.get(at) for at in range(len(items))]
 
     def _prefix(self, path: str, full: bool, now: float, throttle: Throttle) -> Prefix | None | Callable:
         """The prefix's summary, or (when it must be listed) a function measuring it, for a worker."""
@@ -416,6 +429,43 @@ class Scanner:
         return blobs, size, errors, counted, tuple(pending)
 
 
+class _Packed:
+    """Summaries measured during a walk, held as numbers in arrays until it is over.
+
+    A Prefix made mid-walk lands among the walk's temporaries (listings, names, stat results) and, once they
+    are freed, keeps the partly used obmalloc arenas they filled resident: a full scan of 1M blobs left 3.5
+    MiB, 1.6 with this. Made after the walk from these numbers, the summaries go where the heap has room and
+    the walk's arenas are given back.
+    """
+
+    PRESENT, KEYED, CHECKED, WATCHED = 1, 2, 4, 8  # flags: not None; key, check not None; watched
+
+    def __init__(self, n: int):
+        self.inodes = array("Q", bytes(8 * n))
+        self.numbers = array("q", bytes(64 * n))  # flags, mtime_ns, ctime_ns, blobs, bytes, errors, check, merged
+        self.pending: dict[int, tuple[str, ...]] = {}  # rare: a push in flight
+
+    def put(self, at: int, prefix: Prefix | None) -> None:
+        if prefix is None:
+            return  # flags 0
+        key, check = prefix.key or (0, 0, 0), prefix.check
+        flags = (self.PRESENT | self.KEYED * (prefix.key is not None) | self.CHECKED * (check is not None)
+                 | self.WATCHED * prefix.watched)
+        self.inodes[at] = key[0]
+        self.numbers[8 * at:8 * at + 8] = array("q", (flags, key[1], key[2], prefix.blobs, prefix.bytes,
+                                                      prefix.errors, check or 0, prefix.merged))
+        if prefix.pending:
+            self.pending[at] = prefix.pending
+
+    def get(self, at: int) -> Prefix | None:
+        flags, mtime, ctime, blobs, size, errors, check, merged = self.numbers[8 * at:8 * at + 8]
+        if not flags & self.PRESENT:
+            return None
+        return Prefix((self.inodes[at], mtime, ctime) if flags & self.KEYED else None, blobs, size, errors,
+                      check if flags & self.CHECKED else None, merged, self.pending.get(at, ()),
+                      bool(flags & self.WATCHED))
+
+
 def _records(keys: bytes | bytearray) -> list[bytes]:
     return [bytes(keys[i:i + KEY]) for i in range(0, len(keys), KEY)]
 
@@ -440,10 +490,6 @@ def _guarded(measure: Callable, *args, **kwargs):
         return None
     except OSError:
         return Prefix(None, 0, 0, 1)
-
-
-def _done(prefix: Prefix | None | Callable) -> Prefix | None:
-    return prefix() if callable(prefix) else prefix
 
 
 def _unknown(path: str, keys: bytes) -> dict[str, bool] | None:

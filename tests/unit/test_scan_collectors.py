@@ -320,6 +320,18 @@ class Quick:
         return "read"
 
 
+def test_a_short_run_of_a_store_facing_collector_gives_freed_heap_back(monkeypatch):
+    """A rescan's names or a garbage pass's rows would otherwise stay resident until the next long run."""
+    from exporter import sampler as sampling
+    trims = []
+    monkeypatch.setattr(sampling, "_trim_heap", lambda: trims.append(1))
+    sampler = Sampler({"storage": Job(Quick(), 300, 10), "memory": Job(Quick(), 300, 10)})
+    sampler.run("memory")
+    assert trims == []  # a quick host collector: nothing worth a trim
+    sampler.run("storage")
+    assert trims == [1]
+
+
 def test_ready_waits_for_a_first_walk_still_running():
     walk = Walk()
     sampler = Sampler({"storage": Job(walk, 300, 60), "memory": Job(Quick(), 300, 10)})
