@@ -128,10 +128,11 @@ def soak(store: Path, log: Path, work: Path, args: argparse.Namespace, extra: li
             print(f"first scan, estimate and hot set served after {first_after:.0f} s, RSS {first_rss:.1f} MiB",
                   file=sys.stderr, flush=True)
             added, begun = 0, time.monotonic()
+            run = f"soak-{int(time.time())}"  # each run's pushes are new blobs, even on a store an earlier run grew
             next_sample, next_scrape, next_grow = begun, begun, begun + args.interval
             while (now := time.monotonic()) - begun < args.minutes * 60:
                 if now >= next_grow:
-                    grow(v2, round(args.blobs_now * args.grow), args.repos, f"soak-{added}")
+                    grow(v2, round(args.blobs_now * args.grow), args.repos, f"{run}-{added}")
                     added += 1
                     next_grow += args.interval
                 if now >= next_scrape:
