@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
+import os
+import sqlite3
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Callable, NoReturn
 
@@ -110,7 +113,25 @@ def load_config(argv: list[str]) -> tuple[argparse.Namespace, cfg.Config]:
     return args, config
 
 
+def sqlite_temp_dir(config: cfg.Config) -> None:
+    """SQLite's temporary files (the hot set's table, the garbage estimate's spilled sorts) go to the
+    state directory when there is one: under a read-only root file system (the Helm chart's) /var/tmp
+    and /tmp cannot take them. SQLite read SQLITE_TMPDIR when the sqlite3 module was loaded, so an
+    operator's value stands; otherwise the process-wide temp_store_directory is set, before any
+    database is opened."""
+    if not config.state_dir or os.environ.get("SQLITE_TMPDIR"):
+        return
+    try:
+        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # the collectors that use the state directory say so
+    quoted = str(config.state_dir).replace("'", "''")
+    with closing(sqlite3.connect(":memory:")) as db:
+        db.execute(f"PRAGMA temp_store_directory = '{quoted}'")
+
+
 def build(config: cfg.Config) -> tuple[Sampler, Renderer, Context]:
+    sqlite_temp_dir(config)
     ctx = Context(
         procfs=Path(config.procfs), sysfs=Path(config.sysfs), rootfs=Path(config.rootfs),
         docker_data_root=Path(config.docker_data_root), config=config,

@@ -7,12 +7,15 @@ import ctypes.util
 import hashlib
 import json
 import os
+import sys
+import subprocess
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from exporter import accesslog, hotset
+from tests.support import ROOT
 from exporter.accesslog import LogTail, parse_line, reads
 
 HEX = "e05d4ed15a9b5ab59ea6b61da086229d5e11f5fe61083238ca3ce2d7ac883ce5"
@@ -271,3 +274,32 @@ def test_atime_counts_blobs_read_since_written_within_the_window(tmp_path):
         os.utime(accesslog.blob_path(v2, bytes.fromhex(hexa)), times[hexa[0]])
     assert hotset.atime_hot(v2, now, strict=False) == {"24h": hotset.Window(30, 2)}
     assert hotset.atime_hot(v2, now, strict=True) == {"1h": hotset.Window(10, 1), "24h": hotset.Window(30, 2)}
+
+
+SPILL = """
+import hashlib, os, sys
+from pathlib import Path
+from exporter import cli, config, hotset
+cli.sqlite_temp_dir(config.Config(state_dir=sys.argv[1]))  # as build() does, before SQLite's first file
+reads = hotset.LastReads(Path(sys.argv[1]))
+for i in range(50_000):  # past the 512 KiB page cache
+    reads.note(hashlib.sha256(str(i).encode()).digest(), 1796378292 + i)
+reads.prune(1796378292 + 50_000)
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        print(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        pass  # the listing's own descriptor, closed by now
+"""
+
+
+def test_the_table_spills_into_the_state_directory(tmp_path):
+    """Not /var/tmp or /tmp, which a read-only root file system (the Helm chart's) cannot write: the CLI
+    points SQLite's temporary directory at the state directory before any database is opened."""
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if k != "SQLITE_TMPDIR"}
+    done = subprocess.run([sys.executable, "-c", SPILL, str(state)], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    held = done.stdout.splitlines()
+    assert any(target.startswith(f"{state}/") for target in held), held  # unlinked, still open
