@@ -30,8 +30,10 @@ from exporter.garbage import Estimator  # noqa: E402
 from exporter.scan import RACY_SECONDS  # noqa: E402
 
 
-def write_blob(v2: Path, data: bytes | None, size: int, name: str) -> str:
+def write_blob(v2: Path, data: bytes | None, size: int, name: str, write: bool = True) -> str:
     hexa = hashlib.sha256(data if data is not None else name.encode()).hexdigest()
+    if not write:
+        return "sha256:" + hexa
     directory = v2 / "blobs/sha256" / hexa[:2] / hexa
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / "data", os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
@@ -48,10 +50,15 @@ def link(directory: Path, digest: str) -> None:
     (directory / "link").write_text(digest)
 
 
-def generate(v2: Path, blobs: int, images: int, repos: int, seed: str) -> None:
+def generate(v2: Path, blobs: int, images: int, repos: int, seed: str, part: int = 0, parts: int = 1) -> None:
+    """Write a store; with ``parts`` > 1 this process writes only blob and image numbers ``part`` modulo
+    ``parts`` (the layer blobs' names and sizes are the same as one process's; the images draw their own)."""
     rnd = random.Random(seed)
-    pool = [write_blob(v2, None, int(2 ** rnd.uniform(10, 26)), f"{seed}-{i}") for i in range(blobs - images)]
-    for i in range(images):
+    pool = [write_blob(v2, None, int(2 ** rnd.uniform(10, 26)), f"{seed}-{i}", i % parts == part)
+            for i in range(blobs - images)]
+    if parts > 1:
+        rnd = random.Random(f"{seed}/{part}")
+    for i in range(part, images, parts):
         repo = v2 / "repositories" / f"team{i % repos % 10}" / f"app{i % repos}"
         layers = rnd.sample(pool, rnd.randint(2, 12))
         document = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -63,6 +70,15 @@ def generate(v2: Path, blobs: int, images: int, repos: int, seed: str) -> None:
         link(repo / "_manifests/revisions/sha256" / digest[7:], digest)
         if rnd.random() < 0.8:
             link(repo / "_manifests/tags" / f"{seed}-{i}/current", digest)
+
+
+def generate_parallel(v2: Path, blobs: int, images: int, repos: int, seed: str, jobs: int) -> None:
+    """``generate`` split over ``jobs`` processes (a 10M store is hours in one)."""
+    if jobs <= 1:
+        return generate(v2, blobs, images, repos, seed)
+    import multiprocessing
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        pool.starmap(generate, [(v2, blobs, images, repos, seed, part, jobs) for part in range(jobs)])
 
 
 def rss_kib() -> int:

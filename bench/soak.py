@@ -45,7 +45,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from garbage import generate  # noqa: E402
+from garbage import generate, generate_parallel  # noqa: E402
 from scrape import free_port, rss_mib, wait_up  # noqa: E402
 from workload import Appender, hot_digests, write_day  # noqa: E402
 
@@ -170,6 +170,7 @@ def main() -> None:
     p.add_argument("store", type=Path, help="the store (made here with --blobs when it has no blobs yet)")
     p.add_argument("--blobs", type=int, default=1_000_000, help="blobs to generate when the store is empty")
     p.add_argument("--repos", type=int, default=10_000, help="repositories to generate them in (default 10000)")
+    p.add_argument("--jobs", type=int, default=1, help="processes generating the store (default 1)")
     p.add_argument("--minutes", type=float, default=60, help="the soak window (default 60)")
     p.add_argument("--interval", type=float, default=60, help="storage and garbage intervals, and pushes, s")
     p.add_argument("--grow", type=float, default=0.001, help="share of the blobs pushed each interval (0.1 %%)")
@@ -182,7 +183,7 @@ def main() -> None:
     args.blobs_now = blob_count(v2)
     if args.blobs_now == 0:
         started = time.monotonic()
-        generate(v2, args.blobs, args.blobs // 20, args.repos, "base")
+        generate_parallel(v2, args.blobs, args.blobs // 20, args.repos, "base", args.jobs)
         args.blobs_now = args.blobs
         print(f"generated {args.blobs} blobs in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     work = Path(tempfile.mkdtemp(prefix="soak-run-", dir=args.store.parent))
