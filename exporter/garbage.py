@@ -79,7 +79,7 @@ from typing import Iterator
 
 from . import inotify, manifests
 from .manifests import ManifestError
-from .scan import KEY, RACY_SECONDS, is_real_dir
+from .scan import CHUNK, KEY, RACY_SECONDS, is_real_dir
 
 MODES = ("unreferenced", "untagged")
 OTHER = "(other)"
@@ -772,8 +772,6 @@ class BlobSizes:
 
     def _prefix(self, path: str, alg: str, known: _Prefix | None, now: float, created: dict[str, bool],
                 dirty: bool) -> _Prefix | None:
-        db = self._db
-        have: set[int] | None = set()  # keys already in its rows; None: look each new name up
         try:
             st = os.stat(path, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
@@ -784,25 +782,50 @@ class BlobSizes:
             racy = now - st.st_mtime_ns / 1e9 < RACY_SECONDS or now - st.st_ctime_ns / 1e9 < RACY_SECONDS
             if known is None:
                 watched = self._watch(path)  # before listing, so nothing added meanwhile is missed
-                with os.scandir(path) as listing:  # d_type: no stat per entry, symlinks not followed
-                    names = {d.name: True for d in sorted(listing, key=os.DirEntry.inode)
-                             if d.is_dir(follow_symlinks=False)}  # inode order, as du: sequential on a cold cache
                 self._dirs += 1
                 known = _Prefix(None, self._dirs, watched=watched)
+                errors, pending = self._first(path, alg, known.dir)
             elif known.watched and not dirty:
                 names = dict.fromkeys(known.pending, False)  # inotify named what was added: no listing
                 names.update(created)
-                have = None
+                errors, pending = self._count(path, alg, known.dir, names, None)
             else:
                 watched = self._watch(path)
                 names = dict.fromkeys(os.listdir(path), False)  # names only
                 have = self._without(known.dir, {_name_key(n) for n in names})
                 known = _Prefix(None, known.dir, watched=watched)
+                errors, pending = self._count(path, alg, known.dir, names, have)
         except FileNotFoundError:
             return None
         except OSError:
             self.errors += 1
             return None
+        # known.errors: names counted before, when only inotify's new names were looked at (0 after a listing)
+        return _Prefix(None if racy or pending else key, known.dir, errors + known.errors, tuple(pending),
+                       known.watched)
+
+    def _first(self, path: str, alg: str, directory: int) -> tuple[int, list[str]]:
+        """``_count`` over a prefix listed for the first time, CHUNK entries at a time: a prefix's whole
+        listing (40,000 entries at 10M blobs) would be 15 MiB of heap at once."""
+        errors, pending = 0, []
+        try:
+            with os.scandir(path) as listing:  # d_type: no stat per entry, symlinks not followed
+                dirs = ((d.inode(), d.name) for d in listing if d.is_dir(follow_symlinks=False))
+                while chunk := [d for _, d in zip(range(CHUNK), dirs)]:
+                    chunk.sort()  # inode order, as du: sequential on a cold cache
+                    e, p = self._count(path, alg, directory, {name: True for _, name in chunk}, set())
+                    errors, pending = errors + e, pending + p
+        except OSError:
+            self._db.execute("DELETE FROM change WHERE dir = ?", (directory,))  # the chunks already counted
+            raise
+        return errors, pending
+
+    def _count(self, path: str, alg: str, directory: int, names: dict[str, bool],
+               have: set[int] | None) -> tuple[int, list[str]]:
+        """Put the blobs among ``names`` (name: known to be a directory) that are neither in ``have`` nor (when
+        it is None) in the blob rows into ``change``; (names that are not digests, digest directories without
+        data yet)."""
+        db = self._db
         errors, pending, new = 0, [], []
         sha256 = alg == "sha256"
         for name, is_dir in names.items():
@@ -819,11 +842,9 @@ class BlobSizes:
             if n is None:
                 pending.append(name)  # a digest directory without data yet: look again next time
                 continue
-            new.append((k, n, known.dir))
+            new.append((k, n, directory))
         db.executemany("INSERT INTO change VALUES (?, ?, ?, 1)", new)
-        # known.errors: names counted before, when only inotify's new names were looked at (0 after a listing)
-        return _Prefix(None if racy or pending else key, known.dir, errors + known.errors, tuple(pending),
-                       known.watched)
+        return errors, pending
 
     def _without(self, directory: int, listed: set[int | None]) -> set[int]:
         """The keys of the rows of ``directory`` still ``listed``; the others go (to ``change``)."""

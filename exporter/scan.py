@@ -51,7 +51,6 @@ import time
 import weakref
 import zlib
 from array import array
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -322,9 +321,7 @@ class Scanner:
             for at in range(len(items)):
                 measure(at)
         else:
-            with ThreadPoolExecutor(min(self.concurrency, len(items)), thread_name_prefix="scan") as pool:
-                for _ in pool.map(measure, range(len(items))):
-                    pass
+            _parallel(measure, len(items), min(self.concurrency, len(items)))
         if full:  # the walk's garbage (its threads' cycles, freed tuples kept for reuse) is in its arenas too
             gc.collect()
         return [packed.get(at) for at in range(len(items))]
@@ -464,6 +461,31 @@ class _Packed:
         return Prefix((self.inodes[at], mtime, ctime) if flags & self.KEYED else None, blobs, size, errors,
                       check if flags & self.CHECKED else None, merged, self.pending.get(at, ()),
                       bool(flags & self.WATCHED))
+
+
+def _parallel(work: Callable[[int], None], n: int, threads: int) -> None:
+    """``work(i)`` for each i below ``n`` on ``threads`` daemon threads; the first error is raised once all
+    stopped. Not a ThreadPoolExecutor: the interpreter joins its workers at exit, so SIGTERM during the
+    first scan of a big store (or a scan hung on a dead mount) would wait for the walk to end."""
+    todo, lock, failed = iter(range(n)), threading.Lock(), []
+
+    def run() -> None:
+        while not failed:
+            with lock:
+                at = next(todo, None)
+            if at is None:
+                return
+            try:
+                work(at)
+            except BaseException as err:  # noqa: BLE001 - raised on the calling thread below
+                failed.append(err)
+    workers = [threading.Thread(target=run, name=f"scan_{k}", daemon=True) for k in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if failed:
+        raise failed[0]
 
 
 def _records(keys: bytes | bytearray) -> list[bytes]:

@@ -219,6 +219,31 @@ def test_serve_stops_cleanly(exporter, sig):
     assert "Traceback" not in stderr and "msg=stopped" in stderr
 
 
+def test_sigterm_during_a_scan_stops_the_walk(tmp_path):
+    """A first scan of a big store takes minutes; SIGTERM must not wait for it (the interpreter joins a
+    ThreadPoolExecutor's workers at exit). Here the walk is held to 20 files a second over two prefixes of
+    2,100 blobs (more than a worker lists at once, so its listing stays open while it stats)."""
+    prefixes = tmp_path / "store/docker/registry/v2/blobs/sha256"
+    for i in range(4200):
+        digest = f"{i % 2:02x}{i:062x}"
+        (prefixes / digest[:2] / digest).mkdir(parents=True)
+        (prefixes / digest[:2] / digest / "data").write_bytes(b"x")
+    flags = [f.replace("--no-collector.storage", "--collector.storage") for f in foundation_only()]
+    running = Exporter(*flags, "--storage.path", str(tmp_path / "store"), "--storage.scan-rate", "20")
+    try:
+        running.start(ready=False)
+
+        def walking() -> bool:  # a worker holds its prefix directory open while it stats the listing's first part
+            return any(os.readlink(fd).startswith(str(prefixes) + "/") for fd in
+                       Path(f"/proc/{running.proc.pid}/fd").iterdir() if fd.is_symlink())
+        wait_for(walking, timeout=30, what="the storage walk under way")
+        running.proc.send_signal(signal.SIGTERM)
+        assert running.proc.wait(timeout=10) == 0, "SIGTERM waited for the walk"
+        assert "Traceback" not in running.proc.stderr.read()
+    finally:
+        running.stop()
+
+
 def test_ready_only_after_the_first_pass_and_a_hung_source_does_not_block_the_exit(tmp_path):
     """/proc/meminfo as a FIFO nobody writes: the memory collector hangs like a read on a dead NFS mount."""
     shutil.copytree(profile_dir("vm4g") / "proc", tmp_path / "proc", symlinks=True)
