@@ -51,6 +51,7 @@ import time
 import weakref
 import zlib
 from array import array
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -515,17 +516,29 @@ def _guarded(measure: Callable, *args, **kwargs):
 
 
 def _unknown(path: str, keys: bytes) -> dict[str, bool] | None:
-    """Entries of ``path`` whose key is not in ``keys`` (a listing, names only), or None when one of ``keys``
-    is no longer there."""
-    missing = {keys[i:i + KEY] for i in range(0, len(keys), KEY)}
-    found = {}
-    for name in os.listdir(path):  # names only: four times cheaper than entries with types
-        k = digest_key(name)
-        if k in missing:
-            missing.discard(k)
-        else:
-            found[name] = False
-    return None if missing else found
+    """Entries of ``path`` whose key is not in ``keys`` (sorted), or None when one of ``keys`` is no longer
+    there. The listing is streamed and each name looked up among the keys as numbers: a listing and a set of
+    keys would be 10 MiB a worker for a prefix of 40,000 digests (10M blobs), every time it changed."""
+    known = numbers(keys)
+    found, present = {}, 0
+    with os.scandir(path) as listing:
+        for entry in listing:
+            k = int.from_bytes(digest_key(entry.name), "big")
+            at = bisect_left(known, k)
+            if at < len(known) and known[at] == k:
+                present += 1
+            else:
+                found[entry.name] = False
+    return None if present < len(known) else found
+
+
+def numbers(keys: bytes) -> array:
+    """Sorted KEY-byte records as the unsigned numbers they spell (big-endian), still sorted, for bisect."""
+    out = array("Q")
+    out.frombytes(keys)
+    if sys.byteorder == "little":
+        out.byteswap()
+    return out
 
 
 def digest_key(name: str) -> bytes:

@@ -262,6 +262,37 @@ def test_blob_sizes_refresh_says_what_came_and_went_and_stats_only_new_digests(s
     sizes_.close()
 
 
+def test_blob_sizes_relist_a_changed_prefix_streamed(tmp_path):
+    """Without inotify's names (none, or more than its limit) a changed prefix is listed again and compared
+    name by name with its rows, never held whole: at 10M blobs a prefix is 40,000 names."""
+    import tracemalloc
+    v2 = tmp_path / "v2"
+    prefix = v2 / "blobs/sha256/00"
+    for i in range(20000):
+        (prefix / f"00{i:014x}{'e' * 48}").mkdir(parents=True)
+        (prefix / f"00{i:014x}{'e' * 48}" / "data").write_bytes(b"x")
+    sizes_ = BlobSizes(v2)
+    sizes_._watcher.close()
+    sizes_._watcher = None
+    assert sizes_.refresh(now=2e9) == (20000, 0)
+    for i in range(30):
+        (prefix / f"01{i:014x}{'e' * 48}").mkdir()
+        (prefix / f"01{i:014x}{'e' * 48}" / "data").write_bytes(b"yy")
+    for i in (3, 7):
+        shutil.rmtree(prefix / f"00{i:014x}{'e' * 48}")
+    tracemalloc.start()
+    try:
+        assert sizes_.refresh(now=2e9 + 60) == (30, 2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (sizes_.blobs, sizes_.bytes) == (20028, 20028 + 30)
+    assert sorted(k for k, _, added in sizes_.changes() if not added) == sorted(
+        int(f"00{i:014x}{'e' * 48}"[:16], 16) for i in (3, 7))
+    assert peak < 1_000_000, peak  # a listing of 20,000 names, a dict and a set of their keys: about 5 MB
+    sizes_.close()
+
+
 # --- ownership -----------------------------------------------------------------------------------------
 
 def test_repository_bytes_count_shared_blobs_in_each_and_unique_only_once(store):

@@ -398,6 +398,38 @@ def test_scanner_memory_holds_no_per_blob_keys(tmp_path):
     assert index == 8 * 20200  # the keys are on disk instead
 
 
+def test_a_push_past_the_inotify_limit_relists_each_prefix_streamed(tmp_path, monkeypatch):
+    """More new blobs than inotify's limit (100,000 at 1 % of 10M) make every prefix listed again; the
+    listing is compared name by name with the index, never held whole with a set of its keys."""
+    import tracemalloc
+    v2 = tmp_path / "v2"
+    prefix = v2 / "blobs/sha256/00"
+    for i in range(20000):  # one prefix as big as one of 5M blobs
+        (prefix / f"00{i:014x}{'e' * 48}").mkdir(parents=True)
+        (prefix / f"00{i:014x}{'e' * 48}" / "data").write_bytes(b"x")
+    scanner = Scanner(v2, clock=LaterClock())
+    assert scanner.scan().blobs == 20000
+    monkeypatch.setattr(scan.inotify, "MAX_EVENTS", 10)
+    for i in range(30):
+        (prefix / f"01{i:014x}{'e' * 48}").mkdir()
+        (prefix / f"01{i:014x}{'e' * 48}" / "data").write_bytes(b"yy")
+    tracemalloc.start()
+    try:
+        rescan = scanner.scan()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (rescan.blobs, rescan.blob_bytes) == (20030, 20030 + 30)
+    assert peak < 1_000_000, peak  # a listing of 20,000 names and a set of their keys: about 4 MB
+    for i in range(30):  # and past the limit with a blob gone: that prefix is measured again in full
+        (prefix / f"02{i:014x}{'e' * 48}").mkdir()
+        (prefix / f"02{i:014x}{'e' * 48}" / "data").write_bytes(b"zzz")
+    shutil.rmtree(prefix / f"00{7:014x}{'e' * 48}")
+    rescan = scanner.scan()
+    assert (rescan.blobs, rescan.blob_bytes) == (20059, 19999 + 2 * 30 + 3 * 30)
+    assert same(rescan, fresh(v2))
+
+
 def test_index_in_the_state_directory_and_private_one_removed(tmp_path, v2):
     state = tmp_path / "state" / "storage-index-x"
     scanner = Scanner(v2, index_dir=state)
