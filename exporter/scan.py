@@ -361,7 +361,7 @@ class Scanner:
             found = {n: False for n in known.pending}
             found.update(self._created.get(path, {}))
         else:
-            found = _unknown(path, keys)
+            found = _unknown(path, base, added)
             if found is None:
                 return None  # something was removed
         new = []
@@ -515,21 +515,23 @@ def _guarded(measure: Callable, *args, **kwargs):
         return Prefix(None, 0, 0, 1)
 
 
-def _unknown(path: str, keys: bytes) -> dict[str, bool] | None:
-    """Entries of ``path`` whose key is not in ``keys`` (sorted), or None when one of ``keys`` is no longer
-    there. The listing is streamed and each name looked up among the keys as numbers: a listing and a set of
-    keys would be 10 MiB a worker for a prefix of 40,000 digests (10M blobs), every time it changed."""
-    known = numbers(keys)
+def _unknown(path: str, base: bytes, added: set[bytes]) -> dict[str, bool] | None:
+    """Entries of ``path`` whose key is neither in ``base`` (sorted) nor in ``added`` (the keys appended since
+    the index was last sorted), or None when one of them is no longer there. The listing is streamed and each
+    name looked up among the keys as numbers: a listing and a set of the keys would be 10 MiB a worker for a
+    prefix of 40,000 digests (10M blobs), every time it changed."""
+    known = numbers(base)
     found, present = {}, 0
     with os.scandir(path) as listing:
         for entry in listing:
-            k = int.from_bytes(digest_key(entry.name), "big")
+            key = digest_key(entry.name)
+            k = int.from_bytes(key, "big")
             at = bisect_left(known, k)
-            if at < len(known) and known[at] == k:
+            if (at < len(known) and known[at] == k) or key in added:
                 present += 1
             else:
                 found[entry.name] = False
-    return None if present < len(known) else found
+    return None if present < len(known) + len(added) else found
 
 
 def numbers(keys: bytes) -> array:

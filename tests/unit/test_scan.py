@@ -419,14 +419,20 @@ def test_a_push_past_the_inotify_limit_relists_each_prefix_streamed(tmp_path, mo
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert (rescan.blobs, rescan.blob_bytes) == (20030, 20030 + 30)
+    assert (rescan.blobs, rescan.blob_bytes, rescan.files_examined) == (20030, 20030 + 30, 30)
     assert peak < 1_000_000, peak  # a listing of 20,000 names and a set of their keys: about 4 MB
-    for i in range(30):  # and past the limit with a blob gone: that prefix is measured again in full
+    for i in range(30):  # again: the index now ends in the 30 keys appended unsorted, still only 30 stat-ed
         (prefix / f"02{i:014x}{'e' * 48}").mkdir()
         (prefix / f"02{i:014x}{'e' * 48}" / "data").write_bytes(b"zzz")
+    rescan = scanner.scan()
+    assert (rescan.blobs, rescan.blob_bytes, rescan.files_examined) == (20060, 20000 + 2 * 30 + 3 * 30, 30)
+    for i in range(30):  # and past the limit with a blob gone: that prefix is measured again in full
+        (prefix / f"03{i:014x}{'e' * 48}").mkdir()
+        (prefix / f"03{i:014x}{'e' * 48}" / "data").write_bytes(b"vvvv")
     shutil.rmtree(prefix / f"00{7:014x}{'e' * 48}")
     rescan = scanner.scan()
-    assert (rescan.blobs, rescan.blob_bytes) == (20059, 19999 + 2 * 30 + 3 * 30)
+    assert (rescan.blobs, rescan.blob_bytes) == (20089, 19999 + 2 * 30 + 3 * 30 + 4 * 30)
+    assert rescan.files_examined >= 20089
     assert same(rescan, fresh(v2))
 
 
