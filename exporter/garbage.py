@@ -861,7 +861,7 @@ class BlobSizes:
                 if at < len(known) and known[at] == k:
                     listed[at] = 1
                 else:
-                    names[entry.name] = False
+                    names[entry.name] = entry.is_dir(follow_symlinks=False)  # d_type: no lstat of each new name
         at = listed.find(0)
         while at >= 0:
             db.execute("INSERT INTO change SELECT key, size, dir, 0 FROM blob WHERE key = ?", (known[at],))

@@ -530,7 +530,7 @@ def _unknown(path: str, base: bytes, added: set[bytes]) -> dict[str, bool] | Non
             if (at < len(known) and known[at] == k) or key in added:
                 present += 1
             else:
-                found[entry.name] = False
+                found[entry.name] = entry.is_dir(follow_symlinks=False)  # d_type: no lstat of each new name
     return None if present < len(known) + len(added) else found
 
 
