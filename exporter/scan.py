@@ -495,13 +495,9 @@ def _records(keys: bytes | bytearray) -> list[bytes]:
 
 def _sorted(keys: bytearray) -> bytes:
     """KEY-byte records sorted, through a list of ints: half the memory of one of bytes objects."""
-    ints = array("Q")  # KEY == 8: one unsigned 64-bit integer a record
-    ints.frombytes(keys)
+    ints = array("Q", sorted(_numbers(keys)))  # KEY == 8: one unsigned 64-bit integer a record
     if sys.byteorder == "little":
-        ints.byteswap()  # read as big-endian numbers, which sort as the bytes do
-    ints = array("Q", sorted(ints))
-    if sys.byteorder == "little":
-        ints.byteswap()
+        ints.byteswap()  # back to the big-endian bytes
     return ints.tobytes()
 
 
@@ -516,11 +512,11 @@ def _guarded(measure: Callable, *args, **kwargs):
 
 
 def _unknown(path: str, base: bytes, added: set[bytes]) -> dict[str, bool] | None:
-    """Entries of ``path`` whose key is neither in ``base`` (sorted) nor in ``added`` (the keys appended since
-    the index was last sorted), or None when one of them is no longer there. The listing is streamed and each
+    """Entries of ``path`` (name: a directory, by d_type) whose key is neither in ``base`` (sorted) nor in
+    ``added`` (the keys appended since the index was last sorted), or None when one of them is gone. The listing is streamed and each
     name looked up among the keys as numbers: a listing and a set of the keys would be 10 MiB a worker for a
     prefix of 40,000 digests (10M blobs), every time it changed."""
-    known = numbers(base)
+    known = _numbers(base)
     found, present = {}, 0
     with os.scandir(path) as listing:
         for entry in listing:
@@ -534,8 +530,8 @@ def _unknown(path: str, base: bytes, added: set[bytes]) -> dict[str, bool] | Non
     return None if present < len(known) + len(added) else found
 
 
-def numbers(keys: bytes) -> array:
-    """Sorted KEY-byte records as the unsigned numbers they spell (big-endian), still sorted, for bisect."""
+def _numbers(keys: bytes | bytearray) -> array:
+    """KEY-byte records as the unsigned numbers they spell (big-endian): sorted records stay sorted (bisect)."""
     out = array("Q")
     out.frombytes(keys)
     if sys.byteorder == "little":
