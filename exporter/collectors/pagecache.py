@@ -164,7 +164,6 @@ class PagecacheCollector:
             error = total * math.sqrt((1 - n / total) * variance / n)
         return PagecacheReading(sid, "", method, estimate, error, n / total, hit, span, processes)
 
-
     def _choose(self, prefix: str) -> tuple[list[str], int]:
         """(PER_PREFIX of the prefix's digest directories drawn uniformly, how many it has), from its listing
         streamed (reservoir sampling): a whole listing is 40,000 paths, 8 MiB, at 10M blobs, and this runs
