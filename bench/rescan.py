@@ -1,14 +1,14 @@
-"""Rescans of a big store after pushes below and above inotify's event limit, against one `du -s`.
+"""Rescans of a big store after pushes of 0.1 % and 1 %, against one `du -s`.
 
     python bench/rescan.py /var/tmp/store-10m --push 109000 [--du]
 
 In one process: a full scan by the exporter's scanner, then pushes of ``--push``/10 blobs (under
-the 16,384 pending events the scan takes names from), ``--push`` and ``--push`` again (past it:
-every changed prefix is listed again, streamed; the second time its index ends in keys appended
-unsorted), each followed by a timed rescan. With ``--du``, one ``du -s`` of the store at the end,
-timed the same way, on the same (warm) cache. Pushes are bench/garbage.py's: a twentieth of them
-manifests, linked in 10,000 repositories. Used at 10M blobs (docs/performance.md, "10M, measured").
-"""
+the kernel's inotify queue of 16,384 events), ``--push`` and ``--push`` again (past it at 10M:
+the scanner's reader thread must have kept the names as they came, else every changed prefix is
+listed again; the second time each prefix's index ends in keys appended unsorted), each
+followed by a timed rescan. With ``--du``, one ``du -s`` of the store at the end, timed the
+same way, on the same (warm) cache. Pushes are bench/garbage.py's: a twentieth of them
+manifests, linked in 10,000 repositories. Used at 10M blobs (docs/performance.md, "10M, measured")."""
 
 from __future__ import annotations
 

@@ -694,14 +694,14 @@ class BlobSizes:
         self._prefixes: dict[str, _Prefix] = {}
         self._dirs = 0
         try:
-            self._watcher: inotify.Watcher | None = inotify.Watcher()
+            self._journal: inotify.Journal | None = inotify.Journal()
         except OSError:
-            self._watcher = None  # out of inotify instances: listing changed prefixes still works
+            self._journal = None  # out of inotify instances: listing changed prefixes still works
 
     def close(self) -> None:
-        if self._watcher:
-            self._watcher.close()
-            self._watcher = None
+        if self._journal:
+            self._journal.close()
+            self._journal = None
         self._db.close()
 
     def refresh(self, now: float | None = None) -> tuple[int, int]:
@@ -709,14 +709,15 @@ class BlobSizes:
         now = time.time() if now is None else now
         db = self._db
         db.execute("DELETE FROM change")  # the estimator empties it after a pass: cheap here
-        created, dirty = self._drain()
+        batch = self._journal.take() if self._journal is not None else None
         self.errors, errors = 0, [0]
         seen: dict[str, _Prefix] = {}
         for alg in _list(self.v2 / "blobs", errors) or ():
             for prefix in _list(self.v2 / "blobs" / alg, errors) or ():
                 path = f"{self.v2}/blobs/{alg}/{prefix}"
-                got = self._prefix(path, alg, self._prefixes.get(path), now, created.get(path, {}),
-                                   dirty is None or path in dirty)
+                relist = batch is None or batch.relist(path)
+                got = self._prefix(path, alg, self._prefixes.get(path), now,
+                                   {} if relist else batch.created(path), relist)
                 if got is not None:
                     seen[path] = got
         for path, gone in self._prefixes.items():
@@ -751,26 +752,9 @@ class BlobSizes:
         for k, size in self._db.execute("SELECT key, size FROM blob"):
             yield k + _HALF, size
 
-    def _drain(self) -> tuple[dict[str, dict[str, bool]], set[str] | None]:
-        """Names created per watched prefix, and the prefixes that need a listing (None: all)."""
-        created: dict[str, dict[str, bool]] = {}
-        dirty: set[str] = set()
-        if self._watcher is None:
-            return created, None
-        try:
-            events = self._watcher.read()
-        except inotify.Overflow:
-            return created, None
-        for path, mask, name in events:
-            if mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO) and name:
-                created.setdefault(path, {})[name] = bool(mask & inotify.IN_ISDIR)
-            else:  # a removal, a move away, a chmod of the prefix itself
-                dirty.add(path)
-        return created, dirty
-
     def _watch(self, path: str) -> bool:
         # out of watches (or none): this prefix is listed when it changes
-        return self._watcher is not None and self._watcher.try_watch(path)
+        return self._journal is not None and self._journal.watch(path)
 
     def _prefix(self, path: str, alg: str, known: _Prefix | None, now: float, created: dict[str, bool],
                 dirty: bool) -> _Prefix | None:

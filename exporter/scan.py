@@ -18,8 +18,8 @@ bytes per blob counted, read only when that prefix changed and extended when
 it gains blobs; memory holds only the summaries (256 per algorithm), whatever
 the store's size. An index file missing or not
 matching its summary's checksum makes that prefix be measured in full.
-Without inotify (a network filesystem, where other hosts' changes raise no
-events, an event queue overflow, no watches left) a changed prefix is listed
+Without inotify's names (a network filesystem, where other hosts' changes raise
+no events, an overflow, no watches left) a changed prefix is listed
 (names only, no stat) and again only digests not seen before are stat-ed. A
 prefix that lost a digest (garbage collection) is measured again in full. A
 change *inside* a digest directory (a ``data`` file truncated in place, which
@@ -230,11 +230,10 @@ class Scanner:
         self._prefixes: dict[str, Prefix] = {}
         self._last_full: float | None = None
         try:
-            self._watcher: inotify.Watcher | None = inotify.Watcher()
+            self._journal: inotify.Journal | None = inotify.Journal()
         except OSError:
-            self._watcher = None  # out of inotify instances: listing changed prefixes still works
-        self._created: dict[str, dict[str, bool]] = {}  # prefix -> new entry -> is a directory
-        self._dirty: set[str] = set()
+            self._journal = None  # out of inotify instances: listing changed prefixes still works
+        self._batch = inotify.Batch()  # what inotify saw since the last scan, during one
 
     @property
     def warning(self) -> str:
@@ -243,31 +242,14 @@ class Scanner:
 
     def close(self) -> None:
         """Stop watching, and remove a private index directory."""
-        if self._watcher:
-            self._watcher.close()
-            self._watcher = None
+        if self._journal:
+            self._journal.close()
+            self._journal = None
         self._index.close()
-
-    def _drain(self) -> None:
-        """Sort pending inotify events into names created per prefix and prefixes needing a listing."""
-        self._created, self._dirty = {}, set()
-        if self._watcher is None:
-            return
-        try:
-            events = self._watcher.read()
-        except inotify.Overflow:
-            self._dirty = set(self._prefixes)
-            return
-        for path, mask, name in events:
-            if mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO) and name:
-                # IN_ISDIR: the entry is a directory, not a symlink, so it needs no lstat
-                self._created.setdefault(path, {})[name] = bool(mask & inotify.IN_ISDIR)
-            else:  # a removal, a move away, a chmod of the prefix itself
-                self._dirty.add(path)
 
     def _watch(self, path: str) -> bool:
         # out of watches (or none): this prefix is listed when it changes
-        return self._watcher is not None and self._watcher.try_watch(path)
+        return self._journal is not None and self._journal.watch(path)
 
     def scan(self, full: bool = False) -> Result:
         now = self.clock()
@@ -275,9 +257,10 @@ class Scanner:
         throttle = Throttle(self.rate)
         self.progress = 0
         result = Result(full=full)
-        self._drain()
+        if self._journal is not None:
+            self._batch = self._journal.take()
         self._scan_blobs(result, throttle, full, now)
-        self._created = {}  # the names are no use past this scan
+        self._batch = inotify.Batch()  # the names are no use past this scan
         repos = repositories.walk(self.v2 / "repositories", now, self._tick(throttle))
         result.repositories, result.uploads = repos.count, repos.uploads
         result.errors += repos.errors
@@ -341,7 +324,7 @@ class Scanner:
         watched = self._watch(path)  # before listing, so nothing added meanwhile is missed
         if full or known is None or known.errors:
             return lambda: _guarded(self._full, path, key, watched, throttle)
-        if known.watched and path not in self._dirty:  # inotify named what was added: a few stats, done here
+        if known.watched and not self._batch.relist(path):  # inotify named what was added: a few stats, here
             grown = _guarded(self._grown, path, known, key, watched, throttle)
             return grown if grown is not None else lambda: _guarded(self._full, path, key, watched, throttle)
         return lambda: _guarded(self._relisted, path, known, key, watched, throttle)
@@ -356,10 +339,10 @@ class Scanner:
             return None  # index file lost or not ours
         base = keys[:known.merged * KEY]
         added = {keys[i:i + KEY] for i in range(len(base), len(keys), KEY)}
-        if known.watched and path not in self._dirty:
+        if known.watched and not self._batch.relist(path):
             # inotify named what was added: no listing at all
             found = {n: False for n in known.pending}
-            found.update(self._created.get(path, {}))
+            found.update(self._batch.created(path))
         else:
             found = _unknown(path, base, added)
             if found is None:

@@ -101,3 +101,17 @@ class Exporter:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def push_digests(v2: Path, first: int, n: int) -> None:
+    """Blobs number ``first`` to ``first + n - 1`` (of i % 7 bytes), spread over the 256 sha256 prefixes, each
+    with its own 8-byte key."""
+    for i in range(first, first + n):
+        digest = f"{i % 256:02x}{i:014x}{'e' * 48}"
+        (v2 / "blobs/sha256" / digest[:2] / digest).mkdir(parents=True)
+        (v2 / "blobs/sha256" / digest[:2] / digest / "data").write_bytes(b"x" * (i % 7))
+
+
+def inotify_queue() -> int:
+    """The kernel's inotify queue per instance (fs.inotify.max_queued_events; 16,384 by default)."""
+    return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from exporter import manifests
 from exporter.garbage import OTHER, BlobSizes, Estimator, Owner, Reclaim, short
+from tests.support import inotify_queue, push_digests
 from exporter.manifests import ManifestError
 
 SCHEMA2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -272,8 +273,8 @@ def test_blob_sizes_relist_a_changed_prefix_streamed(tmp_path):
         (prefix / f"00{i:014x}{'e' * 48}").mkdir(parents=True)
         (prefix / f"00{i:014x}{'e' * 48}" / "data").write_bytes(b"x")
     sizes_ = BlobSizes(v2)
-    sizes_._watcher.close()
-    sizes_._watcher = None
+    sizes_._journal.close()
+    sizes_._journal = None
     assert sizes_.refresh(now=2e9) == (20000, 0)
     for i in range(30):
         (prefix / f"01{i:014x}{'e' * 48}").mkdir()
@@ -292,6 +293,21 @@ def test_blob_sizes_relist_a_changed_prefix_streamed(tmp_path):
     assert peak < 1_000_000, peak  # a listing of 20,000 names, a dict and a set of their keys: about 5 MB
     sizes_.close()
 
+
+
+def test_blob_sizes_hear_a_push_bigger_than_the_kernels_event_queue(tmp_path, monkeypatch):
+    """100,000 new digests (1 % at 10M blobs) are past the kernel's inotify queue: read as they come, no
+    prefix is listed again."""
+    queue = inotify_queue()
+    v2 = tmp_path / "v2"
+    push_digests(v2, 0, 256)
+    sizes_ = BlobSizes(v2)
+    assert sizes_.refresh(now=2e9) == (256, 0)
+    push_digests(v2, 256, queue + 2000)
+    monkeypatch.setattr(BlobSizes, "_unlisted", lambda *a: pytest.fail("a prefix was listed"))
+    assert sizes_.refresh(now=2e9 + 60) == (queue + 2000, 0)
+    assert (sizes_.blobs, sizes_.bytes) == (queue + 2256, sum(i % 7 for i in range(queue + 2256)))
+    sizes_.close()
 
 # --- ownership -----------------------------------------------------------------------------------------
 
