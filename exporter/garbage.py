@@ -247,7 +247,7 @@ class Estimator:
         if self.sizes is not None:
             self.sizes.close()
         self._db, self._path = _connect(self.state_dir, self.v2)
-        self.sizes = BlobSizes(self.v2, self._db)
+        self.sizes = BlobSizes(self.v2, self._db, self._path and self._path.replace(".sqlite", ".inotify"))
         self._ids = 0
         self._delta: dict[int, list[int]] = {}  # repository id -> [bytes, unique bytes] to add at the end of a pass
         self._marked = False  # some pass has marked: later ones move the totals key by key
@@ -686,15 +686,15 @@ class BlobSizes:
     came and went in ``change``. Only new digests are stat-ed: inotify names them (as for exporter.scan), else a
     prefix whose stat changed is listed, names only, and compared with its rows."""
 
-    def __init__(self, v2: Path, db: sqlite3.Connection | None = None):
+    def __init__(self, v2: Path, db: sqlite3.Connection | None = None, names: str | None = None):
         self.v2 = Path(v2)
         self._db = _connect(None, self.v2)[0] if db is None else db
         self.errors = 0
         self.blobs = self.bytes = 0
         self._prefixes: dict[str, _Prefix] = {}
         self._dirs = 0
-        try:
-            self._journal: inotify.Journal | None = inotify.Journal()
+        try:  # the new names' files in ``names`` (None: a temporary directory)
+            self._journal: inotify.Journal | None = inotify.Journal(names or None)
         except OSError:
             self._journal = None  # out of inotify instances: listing changed prefixes still works
 
@@ -715,9 +715,8 @@ class BlobSizes:
         for alg in _list(self.v2 / "blobs", errors) or ():
             for prefix in _list(self.v2 / "blobs" / alg, errors) or ():
                 path = f"{self.v2}/blobs/{alg}/{prefix}"
-                relist = batch is None or batch.relist(path)
-                got = self._prefix(path, alg, self._prefixes.get(path), now,
-                                   {} if relist else batch.created(path), relist)
+                created = None if batch is None or batch.relist(path) else batch.created(path)
+                got = self._prefix(path, alg, self._prefixes.get(path), now, created)
                 if got is not None:
                     seen[path] = got
         for path, gone in self._prefixes.items():
@@ -756,8 +755,9 @@ class BlobSizes:
         # out of watches (or none): this prefix is listed when it changes
         return self._journal is not None and self._journal.watch(path)
 
-    def _prefix(self, path: str, alg: str, known: _Prefix | None, now: float, created: dict[str, bool],
-                dirty: bool) -> _Prefix | None:
+    def _prefix(self, path: str, alg: str, known: _Prefix | None, now: float,
+                created: dict[str, bool] | None) -> _Prefix | None:
+        """``created``: the names inotify heard created here, None when they do not say all (a listing)."""
         try:
             st = os.stat(path, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
@@ -771,7 +771,7 @@ class BlobSizes:
                 self._dirs += 1
                 known = _Prefix(None, self._dirs, watched=watched)
                 errors, pending = self._first(path, alg, known.dir)
-            elif known.watched and not dirty:
+            elif known.watched and created is not None:
                 names = dict.fromkeys(known.pending, False)  # inotify named what was added: no listing
                 names.update(created)
                 errors, pending = self._count(path, alg, known.dir, names, None)

@@ -9,7 +9,9 @@ instance and drops the rest; a push of 1 % of 10M blobs is 100,000 new digest
 directories. So a ``Journal`` reads its instance on a daemon thread as events come
 and keeps what a pass needs until the pass ``take``s it: per watched directory the
 digest directories created (a sha256 name in 32 bytes), and whether anything else
-happened there.
+happened there. Past SPILL bytes a directory, the names go to a file of that
+directory's in the journal's own directory (the state directory when there is one):
+memory stays at a few KiB a directory whatever the push.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import errno
 import os
 import re
 import select
+import shutil
 import struct
+import tempfile
 import threading
 import weakref
 from typing import Iterator
@@ -30,9 +34,11 @@ IN_DELETE_SELF, IN_MOVE_SELF, IN_Q_OVERFLOW, IN_IGNORED, IN_ISDIR = 0x400, 0x800
 IN_ONLYDIR, IN_DONT_FOLLOW, IN_NONBLOCK, IN_CLOEXEC = 0x01000000, 0x02000000, 0o4000, 0o2000000
 MASK = IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
 HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
-# names held between two passes: 4 MiB of sha256 names, more than 1 % of 10M blobs; past it listing
-# each changed directory again costs less than the memory
-MAX_NAMES = 1 << 17
+# names kept between two passes (32 MiB of files, 10 % of 10M blobs); past it, so much changed that
+# listing each directory again costs less
+MAX_NAMES = 1 << 20
+MAX_HELD = 1 << 17  # the same in memory, when no directory takes the files (4 MiB, 1 % of 10M blobs)
+SPILL = 4096  # bytes of names a directory keeps in memory before they go to its file
 PAUSE = 0.05  # s between two reads: a push is thousands of events, taken a queue at a time
 _SHA256 = re.compile(rb"[0-9a-f]{64}")
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -83,22 +89,33 @@ class Watcher:
 
 
 class Batch:
-    """What happened in the watched directories between two ``take``s."""
+    """What happened in the watched directories between two ``take``s. With ``spill`` (a path prefix), the
+    names past SPILL bytes a directory are in files named from it, removed with the Batch."""
 
-    def __init__(self):
+    def __init__(self, spill: str | None = None):
         self.overflow = False  # events were lost: every directory must be listed again
         self.dirty: set[str] = set()  # directories where something was removed, moved away or chmod-ed
         self.count = 0
         self._digests: dict[str, bytearray] = {}  # directory -> sha256 names of new subdirectories, 32 bytes each
         self._others: dict[str, dict[str, bool]] = {}  # directory -> any other new name -> is a directory
+        self._spill = spill
+        self._files: dict[str, str] = {}  # directory -> the file of its names before those in _digests
+        weakref.finalize(self, _remove, self._files)
 
     def relist(self, path: str) -> bool:
         """Whether ``path`` must be listed: its new names alone do not say what changed."""
         return self.overflow or path in self.dirty
 
-    def created(self, path: str) -> dict[str, bool]:
-        """The names created in ``path``, each with whether it is known to be a directory (not a symlink)."""
+    def created(self, path: str) -> dict[str, bool] | None:
+        """The names created in ``path``, each with whether it is known to be a directory (not a symlink);
+        None when they cannot be read back (``path`` must be listed)."""
         raw = self._digests.get(path, b"")
+        if path in self._files:
+            try:
+                with open(self._files[path], "rb") as f:
+                    raw = f.read() + raw
+            except OSError:
+                return None
         names = {raw[i:i + 32].hex(): True for i in range(0, len(raw), 32)}
         names.update(self._others.get(path, {}))
         return names
@@ -111,21 +128,55 @@ class Batch:
         else:
             self.count += 1
             if mask & IN_ISDIR and _SHA256.fullmatch(name):
-                self._digests.setdefault(path, bytearray()).extend(bytes.fromhex(name.decode()))
+                names = self._digests.setdefault(path, bytearray())
+                names += bytes.fromhex(name.decode())
+                if len(names) >= SPILL and self._spill:
+                    self._flush(path, names)
             else:
                 self._others.setdefault(path, {})[os.fsdecode(name)] = bool(mask & IN_ISDIR)
 
+    def _flush(self, path: str, names: bytearray) -> None:
+        file = self._files.setdefault(path, f"{self._spill}.{len(self._files)}")
+        try:
+            with open(file, "ab") as f:
+                f.write(names)
+        except OSError:
+            self.lose()  # the names cannot be kept: every directory is listed instead
+            return
+        names.clear()
+
     def lose(self) -> None:
         self.overflow = True
+        _remove(self._files)
         self._digests, self._others, self.dirty, self.count = {}, {}, set(), 0
+
+
+def _remove(files: dict[str, str]) -> None:
+    for file in files.values():
+        try:
+            os.unlink(file)
+        except OSError:
+            pass  # its directory went first (the journal closed)
+    files.clear()
 
 
 class Journal:
     """A Watcher read on a daemon thread into a Batch of at most ``limit`` names (past it, an overflow;
-    default MAX_NAMES). ``close`` (or collecting the Journal) stops the thread, which closes the instance."""
+    default MAX_NAMES, or MAX_HELD when ``directory`` cannot be made). ``directory`` takes the names' files:
+    emptied first (a cache, as any earlier process left it), removed on ``close``; None: a private temporary
+    one. ``close`` (or collecting the Journal) stops the thread, which closes the instance."""
 
-    def __init__(self, limit: int | None = None):
-        self._reader = _Reader(Watcher(), limit)
+    def __init__(self, directory: str | os.PathLike | None = None, limit: int | None = None):
+        try:
+            if directory is None:
+                spill: str | None = tempfile.mkdtemp(prefix="dtr-sizing-exporter-inotify-")
+            else:
+                shutil.rmtree(directory, ignore_errors=True)
+                os.mkdir(directory, 0o700)
+                spill = os.fspath(directory)
+        except OSError:
+            spill = None  # names stay in memory
+        self._reader = _Reader(Watcher(), spill, limit)
         self._close = weakref.finalize(self, self._reader.stop)
         threading.Thread(target=self._reader.run, name="inotify", daemon=True).start()
 
@@ -144,11 +195,13 @@ class Journal:
 class _Reader:
     """The Journal's state, apart from it so that its thread does not keep it alive."""
 
-    def __init__(self, watcher: Watcher, limit: int | None):
+    def __init__(self, watcher: Watcher, spill: str | None, limit: int | None):
         self.watcher = watcher
+        self.spill = spill
+        self.batches = 0
         self.limit = limit
         self.lock = threading.Lock()
-        self.batch = Batch()
+        self.batch = self._next()
         self.dead = False  # the thread stopped: nothing more is heard, every take is an overflow
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
 
@@ -168,11 +221,16 @@ class _Reader:
                 self.batch.lose()
             else:
                 self._pump()
-            batch, self.batch = self.batch, Batch()
+            batch, self.batch = self.batch, self._next()
         return batch
 
+    def _next(self) -> Batch:
+        self.batches += 1
+        return Batch(self.spill and f"{self.spill}/{self.batches}")
+
     def _pump(self) -> None:
-        batch, limit = self.batch, MAX_NAMES if self.limit is None else self.limit
+        limit = self.limit if self.limit is not None else MAX_NAMES if self.spill else MAX_HELD
+        batch = self.batch
         for path, mask, name in self.watcher.events():
             if mask & IN_Q_OVERFLOW:
                 batch.lose()
@@ -196,7 +254,10 @@ class _Reader:
             os.close(self.wake_r)
 
     def stop(self) -> None:
+        """End the thread, and remove the names' files now: at exit the thread may never run again."""
         if self.wake_w >= 0:
             os.write(self.wake_w, b"x")
             os.close(self.wake_w)
             self.wake_w = -1
+        if self.spill:
+            shutil.rmtree(self.spill, ignore_errors=True)  # a file the thread adds meanwhile fails: an overflow

@@ -229,8 +229,9 @@ class Scanner:
         self._index = Index(index_dir)
         self._prefixes: dict[str, Prefix] = {}
         self._last_full: float | None = None
-        try:
-            self._journal: inotify.Journal | None = inotify.Journal()
+        try:  # the new names' files beside the index
+            names = self._index.directory.with_name(self._index.directory.name + ".inotify")
+            self._journal: inotify.Journal | None = inotify.Journal(names)
         except OSError:
             self._journal = None  # out of inotify instances: listing changed prefixes still works
         self._batch = inotify.Batch()  # what inotify saw since the last scan, during one
@@ -339,10 +340,10 @@ class Scanner:
             return None  # index file lost or not ours
         base = keys[:known.merged * KEY]
         added = {keys[i:i + KEY] for i in range(len(base), len(keys), KEY)}
-        if known.watched and not self._batch.relist(path):
-            # inotify named what was added: no listing at all
+        created = self._batch.created(path) if known.watched and not self._batch.relist(path) else None
+        if created is not None:  # inotify named what was added: no listing at all
             found = {n: False for n in known.pending}
-            found.update(self._batch.created(path))
+            found.update(created)
         else:
             found = _unknown(path, base, added)
             if found is None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter import manifests
+from exporter import inotify, manifests
 from exporter.garbage import OTHER, BlobSizes, Estimator, Owner, Reclaim, short
 from tests.support import inotify_queue, push_digests
 from exporter.manifests import ManifestError
@@ -308,6 +308,19 @@ def test_blob_sizes_hear_a_push_bigger_than_the_kernels_event_queue(tmp_path, mo
     assert sizes_.refresh(now=2e9 + 60) == (queue + 2000, 0)
     assert (sizes_.blobs, sizes_.bytes) == (queue + 2256, sum(i % 7 for i in range(queue + 2256)))
     sizes_.close()
+
+
+def test_blob_sizes_list_a_prefix_whose_names_cannot_be_read_back(tmp_path, monkeypatch):
+    v2 = tmp_path / "v2"
+    push_digests(v2, 0, 256)
+    sizes_ = BlobSizes(v2, names=str(tmp_path / "names"))
+    assert sizes_.refresh(now=2e9) == (256, 0)
+    push_digests(v2, 256, 300)
+    monkeypatch.setattr(inotify.Batch, "created", lambda self, path: None)  # its file gone
+    assert sizes_.refresh(now=2e9 + 60) == (300, 0)
+    assert (sizes_.blobs, sizes_.bytes) == (556, sum(i % 7 for i in range(556)))
+    sizes_.close()
+    assert not (tmp_path / "names").exists()
 
 # --- ownership -----------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 import pytest
@@ -120,3 +121,78 @@ def test_a_watch_that_cannot_be_made_is_false(journal, tmp_path):
     (tmp_path / "file").write_bytes(b"")
     assert not journal.watch(str(tmp_path / "file"))  # not a directory
     assert not journal.watch(str(tmp_path / "missing"))
+
+
+def test_names_past_spill_go_to_files_removed_with_their_batch(tmp_path, monkeypatch):
+    """Memory holds a few KiB a directory whatever the push; the files go with the batch, and the
+    directory with the journal."""
+    monkeypatch.setattr(inotify, "SPILL", 64)  # two names
+    names = tmp_path / "names"
+    names.mkdir()
+    (names / "stale").write_bytes(b"")  # left by an earlier process: a cache, emptied
+    journal = inotify.Journal(names)
+    try:
+        assert not (names / "stale").exists()
+        pushed = {}
+        for sub in "ab":
+            (tmp_path / sub).mkdir()
+            journal.watch(str(tmp_path / sub))
+            pushed[sub] = [f"{sub}{i:063x}".replace(sub, "0" if sub == "a" else "1", 1) for i in range(25)]
+            for name in pushed[sub]:
+                (tmp_path / sub / name).mkdir()
+        batch = journal.take()
+        assert all(len(held) < 64 for held in batch._digests.values())
+        assert len(list(names.iterdir())) == 2
+        for sub in "ab":
+            assert list(batch.created(str(tmp_path / sub))) == pushed[sub]  # in the order they came
+        del batch
+        assert list(names.iterdir()) == []
+    finally:
+        journal.close()
+    assert not names.exists()
+
+
+def test_a_lost_names_file_makes_its_directory_listed(tmp_path, monkeypatch):
+    monkeypatch.setattr(inotify, "SPILL", 32)
+    journal = inotify.Journal(tmp_path / "names")
+    journal.watch(str(tmp_path))
+    (tmp_path / DIGEST).mkdir()
+    batch = journal.take()
+    for file in (tmp_path / "names").iterdir():
+        file.unlink()
+    assert batch.created(str(tmp_path)) is None
+    journal.close()
+
+
+def test_without_a_directory_for_the_files_names_stay_in_memory_within_max_held(tmp_path, monkeypatch):
+    (tmp_path / "file").write_bytes(b"")
+    monkeypatch.setattr(inotify, "MAX_HELD", 3)
+    journal = inotify.Journal(tmp_path / "file" / "names")  # cannot be made
+    journal.watch(str(tmp_path))
+    for i in range(3):
+        (tmp_path / f"{i:064x}").mkdir()
+    assert len(journal.take().created(str(tmp_path))) == 3
+    for i in range(4):
+        (tmp_path / f"1{i:063x}").mkdir()
+    assert journal.take().overflow
+    journal.close()
+
+
+def test_memory_stays_small_for_a_big_push(tmp_path):
+    """20,000 new digests are 640 kB as 32-byte names; past SPILL bytes a directory they are in files."""
+    import tracemalloc
+    journal = inotify.Journal(tmp_path / "names")
+    for sub in "abcd":
+        (tmp_path / sub).mkdir()
+        journal.watch(str(tmp_path / sub))
+    tracemalloc.start()
+    try:
+        for i in range(20000):  # os.mkdir: pathlib interns each part of a path it makes
+            os.mkdir(f"{tmp_path}/{'abcd'[i % 4]}/{i:064x}")
+        batch = journal.take()
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert sum(len(batch.created(str(tmp_path / sub))) for sub in "abcd") == 20000
+    assert held < 100_000, held
+    journal.close()

@@ -419,6 +419,16 @@ def test_a_push_bigger_than_the_kernels_event_queue_is_named_not_listed(tmp_path
     assert same(rescan, fresh(v2))
 
 
+def test_names_that_cannot_be_read_back_make_their_prefix_listed(v2, monkeypatch):
+    scanner = Scanner(v2, clock=LaterClock())
+    scanner.scan()
+    for i in range(10):
+        add_blob(v2, f"lost{i}", 3)
+    monkeypatch.setattr(scan.inotify.Batch, "created", lambda self, path: None)  # its file gone
+    rescan = scanner.scan()
+    assert same(rescan, fresh(v2)) and rescan.blobs == 310
+
+
 def test_a_push_past_the_inotify_limit_relists_each_prefix_streamed(tmp_path, monkeypatch):
     """More new blobs than inotify's limit (100,000 at 1 % of 10M) make every prefix listed again; the
     listing is compared name by name with the index, never held whole with a set of its keys."""
