@@ -196,7 +196,8 @@ SETTINGS: tuple[Setting, ...] = (
             doc="directory for the growth history that survives restarts (one JSON file per store) and the "
                 "caches kept out of memory: the storage scan's index (8 bytes a blob, at least a page for "
                 "each of the 256 prefix files) and the garbage estimate's database (recreated at start, "
-                "about 100 bytes a blob: 101 MB at a million)",
+                "about 100 bytes a blob: 101 MB at a million), and beside each the digests created since its last "
+                "pass (32 bytes each, emptied by the pass)",
             shown="none: history kept in memory, caches in a private temporary directory"),
     Setting("storage.scan_shared", "scan_shared", choice(*SHARED_SCAN), "auto",
             "walk a store on a network filesystem that other replicas may share", flag="--storage.scan-shared",

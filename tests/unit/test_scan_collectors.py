@@ -79,9 +79,10 @@ def test_scan_index_lives_in_the_state_dir_and_concurrency_is_passed(tmp_path):
     storage = StorageCollector(ctx(state_dir=str(tmp_path / "state"), scan_concurrency=3))
     reading = storage.collect(at(tmp_path / "store"))
     assert reading.blobs == 40 and storage._scanner.concurrency == 3
-    index, = (tmp_path / "state").glob("storage-index-*")
     history, = (tmp_path / "state").glob("storage-history-*.json")
-    assert len(list(index.iterdir())) == 40 and index.name == history.stem.replace("history", "index")
+    index = history.with_name(history.stem.replace("history", "index"))
+    assert len(list(index.iterdir())) == 40
+    assert index.with_name(index.name + ".inotify").is_dir()  # the new digests' names, beside it
 
 
 def test_storage_id_of_nfs_and_bind_mounts(tmp_path):
